@@ -1,0 +1,185 @@
+"""Offline, seeded fixtures shared by every package's tests.
+
+Nothing here touches a hub: the tokenizer is a byte-level BPE trained in-process on a small built-in corpus,
+models are random-init tiny configs. Everything is cached per process so a test suite pays once.
+
+Example:
+    >>> from rlcore.testing import tiny_tokenizer, tiny_causal_lm
+    >>> tok = tiny_tokenizer(); model = tiny_causal_lm(tok)
+    >>> model.config.vocab_size == len(tok)
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+_CORPUS = [
+    "The quick brown fox jumps over the lazy dog. 0123456789 + - * / = ( ) { } [ ] < > \\boxed{42}",
+    "<think>First add 3 and 4 to get 7. Then multiply by 2 to get 14.</think> The answer is \\boxed{14}.",
+    "<answer>Mary went to the kitchen. John moved to the garden. Where is Mary? kitchen</answer>",
+    "Question: Which city is the capital of France? Passage 1: Paris is the capital. Answer: Paris",
+    "Response A is more helpful than Response B because it follows the user's preferences closely.",
+    "Write an essay of about 2000 words about the history of the sea. 写一篇关于大海的文章。",
+    "Emotion: happy, sad, angry, neutral, surprised, fearful, contempt or disgust. Pitch is high.",
+]
+
+
+def _train_bpe(vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    return tok
+
+
+@functools.lru_cache(maxsize=4)
+def tiny_tokenizer(vocab_size: int = 384):
+    """A byte-level BPE tokenizer trained in-process (cached): every string round-trips.
+
+    Special tokens: ``<|endoftext|>`` (eos and pad), ``<|im_start|>``, ``<|im_end|>``; a Qwen-style chat template.
+    Left padding, as batched generation wants it.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=_train_bpe(vocab_size),
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+        padding_side="left",
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def tiny_qwen2_config(tokenizer=None, **overrides: Any):
+    """A Qwen2-style config of about 100k parameters, matched to ``tokenizer``'s vocabulary."""
+    from transformers import Qwen2Config
+
+    tok = tokenizer if tokenizer is not None else tiny_tokenizer()
+    kwargs: dict[str, Any] = dict(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    kwargs.update(overrides)
+    return Qwen2Config(**kwargs)
+
+
+def tiny_causal_lm(tokenizer=None, seed: int = 0, **overrides: Any):
+    """A random-init tiny Qwen2 causal LM (fp32, eval mode), seeded so two calls give the same weights."""
+    import torch
+    from transformers import Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(tiny_qwen2_config(tokenizer, **overrides))
+    return model.eval()
+
+
+def tiny_encoder(tokenizer=None, seed: int = 0, hidden_size: int = 32):
+    """A random-init tiny BERT encoder (for embedder tests: Q-RAG, P-GenRM) and its tokenizer."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    tok = tokenizer if tokenizer is not None else tiny_tokenizer()
+    torch.manual_seed(seed)
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id,
+    )
+    return BertModel(cfg).eval(), tok
+
+
+def save_tiny_causal_lm(path, tokenizer=None, seed: int = 0, **overrides: Any) -> str:
+    """Write a tiny model + tokenizer in ``from_pretrained`` layout under ``path`` (for CLI tests)."""
+    tok = tokenizer if tokenizer is not None else tiny_tokenizer()
+    model = tiny_causal_lm(tok, seed=seed, **overrides)
+    model.save_pretrained(str(path))
+    tok.save_pretrained(str(path))
+    return str(path)
+
+
+class TableLM:
+    """A table-driven toy causal LM implementing rlcore's LM interface, small enough to enumerate.
+
+    The next-token logits depend only on (position, previous token): ``logits = table[t, x_{t}]`` with a seeded
+    random ``table`` of shape ``(max_len, V, V)``, scaled by ``sharpness``. Calling it like an HF model
+    (``lm(input_ids, attention_mask=None, **ignored)``) returns an object with ``.logits`` ``(B, T, V)`` and
+    ``.cache = .past_key_values = None`` (no KV cache: callers re-encode). ``exact_logprob`` gives the exact log-probability
+    of any sequence, for distribution-level tests.
+    """
+
+    def __init__(self, vocab_size: int = 4, max_len: int = 16, seed: int = 0, sharpness: float = 1.5,
+                 eos_token_id: int | None = None):
+        import torch
+
+        g = torch.Generator().manual_seed(seed)
+        self.vocab_size = vocab_size
+        self.max_len = max_len
+        self.eos_token_id = eos_token_id
+        self.table = torch.randn(max_len, vocab_size, vocab_size, generator=g) * sharpness  # (T, V, V)
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+
+        class _Cfg:
+            pass
+
+        self.config = _Cfg()
+        self.config.vocab_size = vocab_size
+        self.config.max_position_embeddings = max_len
+        self.config.eos_token_id = eos_token_id
+
+    def __call__(self, input_ids, attention_mask=None, **_: Any):
+        import torch
+        from types import SimpleNamespace
+
+        B, T = input_ids.shape
+        if T > self.max_len:
+            raise ValueError(f"TableLM supports sequences up to {self.max_len} tokens, got {T}")
+        pos = torch.arange(T).expand(B, T)
+        logits = self.table[pos, input_ids]  # (B, T, V)
+        return SimpleNamespace(logits=logits, cache=None, past_key_values=None)
+
+    def eval(self):
+        return self
+
+    def parameters(self):
+        return iter([self.table])
+
+    def exact_logprob(self, prefix: list[int], continuation: list[int]) -> float:
+        """log p(continuation | prefix) under the table."""
+        import torch
+
+        seq = prefix + continuation
+        lp = torch.log_softmax(self.table[torch.arange(len(seq) - 1), torch.tensor(seq[:-1])], -1)  # (T-1, V)
+        idx = torch.arange(len(prefix) - 1, len(seq) - 1)
+        return float(lp[idx, torch.tensor(continuation)].sum())

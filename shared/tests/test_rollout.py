@@ -1,0 +1,163 @@
+import pytest
+import torch
+
+from rlcore.lm import lm_forward
+from rlcore.rollout import (
+    HFGenerator,
+    SamplingParams,
+    VLLMGenerator,
+    process_logits,
+    score_continuations,
+    selective_log_softmax,
+)
+from rlcore.testing import TableLM, tiny_causal_lm, tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    return tiny_causal_lm(tok)
+
+
+def _full_forward_logprobs(model, prompt_ids, cont_ids, temperature=1.0, top_k=0, top_p=1.0):
+    ids = torch.tensor([prompt_ids + cont_ids])
+    logits = model(ids).logits[0, len(prompt_ids) - 1: -1]
+    raw = torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(cont_ids)[:, None]).squeeze(-1)
+    samp = torch.log_softmax(process_logits(logits, temperature, top_k, top_p), -1)
+    return raw, samp.gather(-1, torch.tensor(cont_ids)[:, None]).squeeze(-1)
+
+
+def test_logprobs_match_full_forward(model, tok):
+    params = SamplingParams(max_new_tokens=12, n=3, temperature=0.7, top_k=50, top_p=0.9, seed=0)
+    out = HFGenerator(model, tok).generate(prompts=["The quick brown", "<think>3+4"], params=params)
+    assert [len(o) for o in out] == [3, 3]
+    for o, prompt in zip(out, ["The quick brown", "<think>3+4"]):
+        pids = tok(prompt).input_ids
+        for c in o:
+            raw, samp = _full_forward_logprobs(model, pids, c.token_ids, 0.7, 50, 0.9)
+            torch.testing.assert_close(c.raw_logprobs, raw, atol=1e-4, rtol=0)
+            torch.testing.assert_close(c.logprobs, samp, atol=1e-4, rtol=0)
+            assert (c.logprobs >= c.raw_logprobs - 1e-4).float().mean() > 0  # filtering renormalises upward
+
+
+def test_seeded_generation_is_reproducible(model, tok):
+    g = HFGenerator(model, tok)
+    p = SamplingParams(max_new_tokens=8, n=2, seed=123)
+    a = g.generate(prompts=["hello"], params=p)
+    b = g.generate(prompts=["hello"], params=p)
+    assert [c.token_ids for c in a[0]] == [c.token_ids for c in b[0]]
+    assert a[0][0].token_ids != a[0][1].token_ids or a[0][0].raw_logprobs.sum() == a[0][1].raw_logprobs.sum()
+
+
+def test_continue_from_prefix_same_distribution(model, tok):
+    g = HFGenerator(model, tok)
+    pids = tok("Question: 2+2").input_ids
+    whole = g.generate(prompt_ids=[pids], params=SamplingParams(max_new_tokens=10, temperature=0))[0][0]
+    k = 4
+    cont = g.generate(prompt_ids=[pids + whole.token_ids[:k]],
+                      params=SamplingParams(max_new_tokens=6, temperature=0))[0][0]
+    assert cont.token_ids == whole.token_ids[k:]
+    torch.testing.assert_close(cont.raw_logprobs, whole.raw_logprobs[k:], atol=1e-4, rtol=0)
+    # sampled: the continuation's per-token log-probs equal a fresh scoring of the same tokens given the prefix
+    s = g.generate(prompt_ids=[pids + whole.token_ids[:k]], params=SamplingParams(max_new_tokens=6, seed=3))[0][0]
+    torch.testing.assert_close(score_continuations(model, [pids + whole.token_ids[:k]], [s.token_ids])[0],
+                               s.raw_logprobs, atol=1e-4, rtol=0)
+
+
+def test_mixed_length_batch_equals_single(model, tok):
+    g = HFGenerator(model, tok)
+    greedy = SamplingParams(max_new_tokens=6, temperature=0)
+    batch = g.generate(prompts=["a", "The quick brown fox jumps"], params=greedy)
+    single = g.generate(prompts=["The quick brown fox jumps"], params=greedy)
+    assert batch[1][0].token_ids == single[0][0].token_ids
+
+
+def test_static_cache_equals_dynamic(model, tok):
+    greedy = SamplingParams(max_new_tokens=8, temperature=0)
+    a = HFGenerator(model, tok, cache_implementation="dynamic").generate(prompts=["hi", "The quick"], params=greedy)
+    b = HFGenerator(model, tok, cache_implementation="static").generate(prompts=["hi", "The quick"], params=greedy)
+    assert [c.token_ids for o in a for c in o] == [c.token_ids for o in b for c in o]
+
+
+def test_stop_strings_cut_exactly(model, tok):
+    g = HFGenerator(model, tok)
+    free = g.generate(prompts=["The"], params=SamplingParams(max_new_tokens=30, seed=5, stop_token_ids=[]))[0][0]
+    assert len(free.text) > 6
+    stop = free.text[4:6]  # a string we know appears
+    first = free.text.find(stop)
+    cut = g.generate(prompts=["The"], params=SamplingParams(max_new_tokens=30, seed=5, stop=[stop],
+                                                              stop_token_ids=[]))[0][0]
+    assert cut.finish_reason == "stop"
+    assert cut.text == free.text[:first]
+    assert stop in tok.decode(cut.token_ids) and stop not in tok.decode(cut.token_ids[:-1])
+    assert len(cut.logprobs) == len(cut.token_ids) == len(cut.raw_logprobs)
+
+
+def test_eos_ends_and_is_kept():
+    lm = TableLM(vocab_size=5, max_len=16, eos_token_id=4, seed=2)
+    out = HFGenerator(lm).generate(prompt_ids=[[0, 1]], params=SamplingParams(max_new_tokens=10, n=16, seed=0))[0]
+    ended = [c for c in out if c.finish_reason == "eos"]
+    assert ended and all(c.token_ids[-1] == 4 and 4 not in c.token_ids[:-1] for c in ended)
+    for c in out:  # no-cache model: re-encoding path; log-probs exact
+        assert abs(lm.exact_logprob([0, 1], c.token_ids) - float(c.raw_logprobs.sum())) < 1e-4
+
+
+def test_bad_input(model, tok):
+    g = HFGenerator(model, tok)
+    with pytest.raises(ValueError, match="exactly one"):
+        g.generate(prompts=["a"], prompt_ids=[[1]])
+    with pytest.raises(ValueError, match="empty"):
+        g.generate(prompt_ids=[[]])
+    with pytest.raises(ValueError, match="context"):
+        g.generate(prompt_ids=[[1] * 10], params=SamplingParams(max_new_tokens=5000))
+    with pytest.raises(ValueError, match="need a tokenizer"):
+        HFGenerator(model).generate(prompt_ids=[[1]], params=SamplingParams(stop=["x"]))
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingParams(top_p=0)
+
+
+def test_tokenizer_without_pad_token(model, tok):
+    import copy
+
+    t = copy.deepcopy(tok)
+    t.pad_token = None
+    assert t.pad_token_id is None
+    out = HFGenerator(model, t).generate(prompts=["a", "bcd"], params=SamplingParams(max_new_tokens=3, seed=0))
+    assert len(out) == 2  # falls back to eos as pad
+
+
+def test_selective_log_softmax_matches_full():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 50, generator=g)
+    idx = torch.randint(0, 50, (3, 5), generator=g)
+    ref = torch.log_softmax(logits, -1).gather(-1, idx[..., None]).squeeze(-1)
+    torch.testing.assert_close(selective_log_softmax(logits, idx), ref)
+    torch.testing.assert_close(selective_log_softmax(logits.bfloat16(), idx), ref, atol=0.05, rtol=0)
+
+
+def test_process_logits_top_k_top_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isinf(process_logits(logits, top_k=2)).tolist() == [[False, False, True, True]]
+    # top_p 0.7: keep 0.5 and 0.3 (0.5 < 0.7, crossing token kept), drop the rest
+    assert torch.isinf(process_logits(logits, top_p=0.7)).tolist() == [[False, False, True, True]]
+    torch.testing.assert_close(process_logits(logits, temperature=0.5), logits * 2)
+
+
+def test_score_continuations_batched_equals_single(model, tok):
+    ps = [tok("ab").input_ids, tok("The quick brown").input_ids]
+    cs = [tok(" fox").input_ids, tok(" jumps over").input_ids]
+    batched = score_continuations(model, ps, cs)
+    for p, c, b in zip(ps, cs, batched):
+        raw, _ = _full_forward_logprobs(model, p, c)
+        torch.testing.assert_close(b, raw, atol=1e-5, rtol=0)
+    logits, cache = lm_forward(model, torch.tensor([ps[0]]), logits_to_keep=1)
+    assert logits.shape[1] == 1 and cache is not None
+
+
+def test_vllm_params_mapping_without_vllm():
+    kw = VLLMGenerator.vllm_sampling_kwargs(SamplingParams(max_new_tokens=7, top_k=0, n=2, stop=["</answer>"]))
+    assert kw["max_tokens"] == 7 and kw["top_k"] == -1 and kw["n"] == 2 and kw["stop"] == ["</answer>"]
