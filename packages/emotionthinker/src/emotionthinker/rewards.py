@@ -80,10 +80,13 @@ class PTRReasoningReward:
                                   c.uniform_low, c.judge_min_answer)  # (B,)
         reason = torch.zeros(n)
         for i in torch.nonzero(mask).flatten().tolist():
-            think, ans = extract_think_answer(completion_text(completions[i]))
+            text = completion_text(completions[i])
+            think, ans = extract_think_answer(text)
+            if think is None:  # no <think> tag: the trace is whatever precedes the answer
+                think = text.split("<answer>", 1)[0]
             record = {k: v[i] for k, v in columns.items() if isinstance(v, list) and len(v) == n}
             record["emotion"] = emotion[i]
-            score = self.judge(think or "", parse_answer(completion_text(completions[i])) or ans, record)
+            score = self.judge(think, parse_answer(text) or ans, record)
             reason[i] = check_judge_score(self.judge_name, score)
         zeros = torch.zeros(n)
         term, tau = compute_ptr_rewards(zeros, answer, reason, mask, self.group_size, weight, c.use_trust,

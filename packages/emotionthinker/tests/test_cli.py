@@ -1,0 +1,99 @@
+import dataclasses
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from emotionthinker.cli import app
+from emotionthinker.config import AnnotateConfig, EvalConfig, InferConfig, TrainConfig
+from emotionthinker.synth import harmonic_voice, write_wav
+
+runner = CliRunner()
+
+
+def _options(cmd: str) -> set[str]:
+    import typer.main
+
+    click_cmd = typer.main.get_command(app).commands[cmd]
+    return {p.name for p in click_cmd.params} - {"config"}
+
+
+@pytest.mark.parametrize("cmd,cls", [("train", TrainConfig), ("annotate", AnnotateConfig), ("infer", InferConfig),
+                                     ("eval", EvalConfig)])
+def test_flags_are_the_config_fields(cmd, cls):
+    assert _options(cmd) == {f.name for f in dataclasses.fields(cls)}
+
+
+def test_prosody_folder_to_jsonl_with_a_bad_file(tmp_path):
+    d = tmp_path / "clips"
+    d.mkdir()
+    write_wav(d / "a.wav", harmonic_voice(140.0, 0.6))
+    (d / "a.txt").write_text("hello there")
+    (d / "broken.wav").write_bytes(b"nope")
+    out = tmp_path / "p.jsonl"
+    res = runner.invoke(app, ["prosody", str(d), "--out", str(out), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(recs) == 2
+    good = next(r for r in recs if r["audio_path"].endswith("a.wav"))
+    assert abs(good["f0_median_hz"] - 140) < 2.8 and good["n_phones"] == 7  # HH AH0 L OW1 DH EH1 R
+    assert "broken.wav" in next(r for r in recs if "error" in r)["error"]
+
+
+def test_annotate_adds_levels_caption_and_prompt(tmp_path):
+    rows = []
+    for i, f0 in enumerate([110.0, 160.0, 230.0]):
+        write_wav(tmp_path / f"s{i}.wav", harmonic_voice(f0, 0.6, amplitude=0.1 * (i + 1)))
+        rows.append({"audio_path": f"s{i}.wav", "transcription": "we made it", "dataset": "X", "gender": "female",
+                     "emotion": "happy"})
+    (tmp_path / "bad.wav").write_bytes(b"")
+    rows.append({"audio_path": "bad.wav", "transcription": "x", "emotion": "sad"})
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out.jsonl"
+    res = runner.invoke(app, ["annotate", "--data", str(src), "--out", str(out), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["pitch_level"] for r in recs[:3]] == ["low", "normal", "high"]
+    assert [r["energy_level"] for r in recs[:3]] == ["low", "normal", "high"]
+    assert recs[0]["caption"].startswith('A female speaker says "we made it" with low pitch')
+    assert "error" in recs[3] and "bad.wav" in recs[3]["error"]
+
+
+def test_eval_writes_metrics_and_confusion_png(tmp_path):
+    preds = [{"emotion": "sad", "completion": "<think>low pitch, slow</think><answer>sad</answer>"},
+             {"emotion": "angry", "completion": "<think>loud</think><answer>contempt or disgust</answer>"},
+             {"emotion": "angry", "prediction": "anger"},
+             {"emotion": "fear", "completion": "no answer"}]
+    p = tmp_path / "pred.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in preds))
+    res = runner.invoke(app, ["eval", "--predictions", str(p), "--out-dir", str(tmp_path / "ev")])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["accuracy"] == 0.5 and m["recall"] == {"angry": 0.5, "fear": 0.0, "sad": 1.0}
+    assert m["unparsed"] == 0.25 and (tmp_path / "ev" / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_bad_config_is_a_one_line_error(tmp_path):
+    res = runner.invoke(app, ["train", "--data", str(tmp_path / "x.jsonl"), "--schedule", "cosine"])
+    assert res.exit_code == 2 and "schedule" in res.output
+
+
+@pytest.mark.slow
+def test_train_infer_eval_cli_smoke(tmp_path):
+    rows = []
+    for i, (f0, emo) in enumerate([(120.0, "sad"), (250.0, "happy")]):
+        write_wav(tmp_path / f"c{i}.wav", harmonic_voice(f0, 0.5))
+        rows.append({"audio_path": f"c{i}.wav", "emotion": emo})
+    data = tmp_path / "cot.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = tmp_path / "run"
+    res = runner.invoke(app, ["train", "--data", str(data), "--output-dir", str(run), "--steps", "1",
+                              "--group-size", "2", "--max-new-tokens", "6", "--schedule", "constant"])
+    assert res.exit_code == 0, res.output
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    pred = tmp_path / "pred.jsonl"
+    res = runner.invoke(app, ["infer", "--data", str(data), "--out", str(pred), "--max-new-tokens", "6"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["eval", "--predictions", str(pred), "--out-dir", str(tmp_path / "ev")])
+    assert res.exit_code == 0 and '"n": 2' in res.output
