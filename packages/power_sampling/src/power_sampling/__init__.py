@@ -1,1 +1,17 @@
+"""Power sampling: Metropolis-Hastings sampling from p^alpha ("Reasoning with Sampling", Karan & Du, ICLR 2026)."""
+
+from .metropolis_hastings import (
+    compute_acceptance_log_ratio,
+    compute_expected_proposal_tokens,
+    compute_token_multiplier,
+)
+from .power_sampler import PowerSample, PowerSampler
+
 __version__ = "0.1.0"
+__all__ = [
+    "PowerSampler",
+    "PowerSample",
+    "compute_acceptance_log_ratio",
+    "compute_expected_proposal_tokens",
+    "compute_token_multiplier",
+]
