@@ -1,0 +1,354 @@
+"""The evaluation chain: the P-GenRM prompt, the strict PART 1 / PART 2 parser and validator, un-shuffling.
+
+An evaluation chain has two parts (paper Fig. "evaluation chain"):
+
+* PART 1 "Chain-of-Thought Analysis" = preference modeling P_t^(u): the user's persona (style, content &
+  structure, core values) and the scenario-specific criteria derived from it;
+* PART 2 "Final Scoring and JSON Output" = final scoring scheme S_t^(u): a JSON object between ``<JSON_START>`` and
+  ``<JSON_END>`` holding the weighted criteria, per-criterion 1-10 scores of each response and the weighted final
+  scores ``Final_i = sum_k (w_k / 100) * s_{k,i}``.
+
+The parser never guesses: a chain that breaks any rule raises :class:`ChainParseError` with a reason code (counted
+and retried by the scorer). The candidate responses are shown in a shuffled order; :func:`unshuffle_scores` maps the
+displayed scores back to the caller's order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "PART1_HEADER",
+    "PART2_HEADER",
+    "JSON_START",
+    "JSON_END",
+    "PARSE_ERROR_REASONS",
+    "HistoryPair",
+    "ScoreRequest",
+    "Criterion",
+    "ParsedChain",
+    "ChainParseError",
+    "build_messages",
+    "render_history",
+    "parse_chain",
+    "extract_analysis",
+    "render_chain",
+    "compute_final_score",
+    "shuffle_order",
+    "unshuffle_scores",
+]
+
+PART1_HEADER = "PART 1: Chain-of-Thought Analysis"
+PART2_HEADER = "PART 2: Final Scoring and JSON Output"
+JSON_START = "<JSON_START>"
+JSON_END = "<JSON_END>"
+HISTORY_START = "[The Start of User's preference history]"
+HISTORY_END = "[The End of User's preference history]"
+PARSE_ERROR_REASONS = (
+    "missing_part1",
+    "missing_part2",
+    "missing_markers",
+    "bad_json",
+    "schema",
+    "weights_sum",
+    "score_range",
+    "arithmetic",
+    "preference_mismatch",
+)
+
+SYSTEM_PROMPT = """You are a personalized reward model. Judge two candidate responses the way THIS user would.
+Evidence about the user is given below: pairs of responses the user preferred (Chosen) or not (Rejected){criteria_note}.
+
+{history}{criteria}Write your evaluation in exactly two parts.
+
+{part1}
+1. User persona and preference synthesis: from the evidence, describe the user's Style, Content & Structure and Core
+   Values, and give a personality snapshot for this scenario. State only conclusions the evidence supports.
+2. Personalized scoring model: derive the criteria that matter for this query, and say why each matters to this user.
+
+{part2}
+Output one JSON object between {js} and {je} with keys:
+- "criteria": a list of {{"name": str, "weight": percent, "response_1": score, "response_2": score}}; the weights
+  sum to 100 and every score is between 1 and 10;
+- "better_response": {{"response_1": final score, "response_2": final score}} where each final score is
+  sum(weight / 100 * score) over the criteria, e.g. 4x0.35 + 6x0.30 + 7x0.20 + 7x0.15 = 5.65;
+- "rationale": a short justification."""
+
+USER_PROMPT = """[The Start of User Input]
+{query}
+[The End of User Input]
+
+[The Start of Response 1]
+{response_1}
+[The End of Response 1]
+
+[The Start of Response 2]
+{response_2}
+[The End of Response 2]"""
+
+
+@dataclass(frozen=True)
+class HistoryPair:
+    """One past preference of a user: the user turn, the response they chose and the one they rejected."""
+
+    user: str
+    chosen: str
+    rejected: str
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-friendly form (for saved prototype members)."""
+        return {"user": self.user, "chosen": self.chosen, "rejected": self.rejected}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HistoryPair:
+        """Inverse of :meth:`to_dict`."""
+        return cls(user=str(d["user"]), chosen=str(d["chosen"]), rejected=str(d["rejected"]))
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """One pair to judge for one user, responses in the caller's ("original") order."""
+
+    query: str
+    response_1: str
+    response_2: str
+    history: tuple[HistoryPair, ...] = ()
+    stated_criteria: str | None = None
+    user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One weighted criterion of PART 2 with the scores of the two displayed responses."""
+
+    name: str
+    weight: float
+    score_1: float
+    score_2: float
+
+
+@dataclass(frozen=True)
+class ParsedChain:
+    """A validated evaluation chain; scores are in the *displayed* order (see :func:`unshuffle_scores`)."""
+
+    analysis: str
+    criteria: tuple[Criterion, ...]
+    final_1: float
+    final_2: float
+    rationale: str = ""
+
+
+class ChainParseError(ValueError):
+    """A chain that breaks the format; ``reason`` is one of :data:`PARSE_ERROR_REASONS`."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+def render_history(history: tuple[HistoryPair, ...] | list[HistoryPair]) -> str:
+    """The preference-history block, ``User/Chosen/Rejected`` per pair, between the start/end markers."""
+    body = "".join(f"User: {h.user}\nChosen: {h.chosen}\nRejected: {h.rejected}\n\n" for h in history)
+    return f"{HISTORY_START}\n{body}{HISTORY_END}\n\n"
+
+
+def build_messages(request: ScoreRequest, order: tuple[int, int] = (0, 1)) -> list[dict[str, str]]:
+    """Chat messages (system + user) for ``request`` with the responses displayed in ``order``.
+
+    ``order[j]`` is the original index (0 or 1) of the response displayed as "Response j+1".
+
+    Raises:
+        ValueError: ``order`` is not a permutation of (0, 1), or the query/responses are empty.
+    """
+    if tuple(sorted(order)) != (0, 1):
+        raise ValueError(f"order must be (0, 1) or (1, 0), got {order}")
+    for name in ("query", "response_1", "response_2"):
+        if not str(getattr(request, name)).strip():
+            raise ValueError(f"ScoreRequest.{name} is empty (user {request.user_id!r})")
+    history = render_history(request.history) if request.history else (
+        f"{HISTORY_START}\n(no preference history is available for this user)\n{HISTORY_END}\n\n"
+    )
+    criteria = ""
+    if request.stated_criteria:
+        criteria = f"[The Start of User's stated criteria]\n{request.stated_criteria}\n[The End of User's stated criteria]\n\n"
+    system = SYSTEM_PROMPT.format(
+        criteria_note=" and the criteria the user stated" if request.stated_criteria else "",
+        history=history, criteria=criteria, part1=PART1_HEADER, part2=PART2_HEADER, js=JSON_START, je=JSON_END,
+    )
+    responses = (request.response_1, request.response_2)
+    user = USER_PROMPT.format(query=request.query, response_1=responses[order[0]], response_2=responses[order[1]])
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def compute_final_score(weights: list[float], scores: list[float]) -> float:
+    """Final score of one response (PART 2): ``Final = sum_k (w_k / 100) * s_k``.
+
+    Args:
+        weights: percent weights ``(K,)`` summing to 100.
+        scores: 1-10 scores ``(K,)`` of one response on the K criteria.
+
+    Example:
+        >>> round(compute_final_score([35, 30, 20, 15], [4, 6, 7, 7]), 2)  # 1.4 + 1.8 + 1.4 + 1.05
+        5.65
+    """
+    if len(weights) != len(scores):
+        raise ValueError(f"{len(weights)} weights but {len(scores)} scores")
+    return float(sum(w / 100.0 * s for w, s in zip(weights, scores)))
+
+
+def extract_analysis(text: str) -> str | None:
+    """PART 1's text (between the two part headers), or None when either header is missing."""
+    i = text.find(PART1_HEADER)
+    j = text.find(PART2_HEADER, i + 1) if i >= 0 else -1
+    if i < 0 or j < 0:
+        return None
+    return text[i + len(PART1_HEADER):j].strip()
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ChainParseError("schema", f"{where} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _parse_criteria(items: Any, score_min: float, score_max: float) -> list[Criterion]:
+    if not isinstance(items, list) or not items:
+        raise ChainParseError("schema", "'criteria' must be a non-empty list")
+    out = []
+    for k, c in enumerate(items):
+        if not isinstance(c, dict):
+            raise ChainParseError("schema", f"criteria[{k}] must be an object")
+        missing = [key for key in ("name", "weight", "response_1", "response_2") if key not in c]
+        if missing:
+            raise ChainParseError("schema", f"criteria[{k}] lacks {missing}")
+        w = _number(c["weight"], f"criteria[{k}].weight")
+        if w <= 0:
+            raise ChainParseError("weights_sum", f"criteria[{k}].weight must be > 0, got {w}")
+        s1, s2 = _number(c["response_1"], f"criteria[{k}].response_1"), _number(c["response_2"], f"criteria[{k}].response_2")
+        for s, key in ((s1, "response_1"), (s2, "response_2")):
+            if not score_min <= s <= score_max:
+                raise ChainParseError("score_range", f"criteria[{k}].{key}={s} outside [{score_min}, {score_max}]")
+        out.append(Criterion(str(c["name"]), w, s1, s2))
+    return out
+
+
+def parse_chain(text: str, weight_tol: float = 0.5, arithmetic_tol: float = 0.06,
+                score_min: float = 1.0, score_max: float = 10.0) -> ParsedChain:
+    """Parse and validate one evaluation chain; never repairs or guesses.
+
+    Checks, in order: PART 1 and PART 2 headers (PART 1 first), exactly one ``<JSON_START>...<JSON_END>`` after
+    PART 2, valid JSON object, schema, weights > 0 summing to 100 (``weight_tol``), scores in
+    ``[score_min, score_max]``, each reported final score within ``arithmetic_tol`` of
+    :func:`compute_final_score` (the default admits one-decimal rounding), and an optional ``"preferred"`` key
+    consistent with the final scores.
+
+    Raises:
+        ChainParseError: the first rule broken; ``.reason`` is one of :data:`PARSE_ERROR_REASONS`.
+    """
+    if PART1_HEADER not in text:
+        raise ChainParseError("missing_part1", f"no '{PART1_HEADER}' header")
+    p1 = text.find(PART1_HEADER)
+    p2 = text.find(PART2_HEADER, p1)
+    if p2 < 0:
+        raise ChainParseError("missing_part2", f"no '{PART2_HEADER}' header after PART 1")
+    tail = text[p2:]
+    if tail.count(JSON_START) != 1 or tail.count(JSON_END) != 1 or text.count(JSON_START) != 1:
+        raise ChainParseError("missing_markers", f"need exactly one {JSON_START} ... {JSON_END} after PART 2")
+    a, b = tail.find(JSON_START) + len(JSON_START), tail.find(JSON_END)
+    if b < a:
+        raise ChainParseError("missing_markers", f"{JSON_END} comes before {JSON_START}")
+    try:
+        obj = json.loads(tail[a:b])
+    except json.JSONDecodeError as e:
+        raise ChainParseError("bad_json", f"{e.msg} at column {e.colno}") from None
+    if not isinstance(obj, dict):
+        raise ChainParseError("schema", "the JSON must be an object")
+    criteria = _parse_criteria(obj.get("criteria"), score_min, score_max)
+    total = sum(c.weight for c in criteria)
+    if abs(total - 100.0) > weight_tol:
+        raise ChainParseError("weights_sum", f"criteria weights sum to {total:g}, not 100")
+    br = obj.get("better_response")
+    if not isinstance(br, dict) or "response_1" not in br or "response_2" not in br:
+        raise ChainParseError("schema", "'better_response' must hold 'response_1' and 'response_2'")
+    finals = []
+    for j, key in enumerate(("response_1", "response_2")):
+        reported = _number(br[key], f"better_response.{key}")
+        expected = compute_final_score([c.weight for c in criteria], [(c.score_1, c.score_2)[j] for c in criteria])
+        if abs(reported - expected) > arithmetic_tol:
+            raise ChainParseError("arithmetic", f"better_response.{key}={reported:g} but the weighted sum is {expected:.4g}")
+        finals.append(reported)
+    pref = obj.get("preferred")
+    if pref is not None:
+        if pref not in ("response_1", "response_2"):
+            raise ChainParseError("schema", f"'preferred' must be 'response_1' or 'response_2', got {pref!r}")
+        winner = 0 if pref == "response_1" else 1
+        if finals[winner] < finals[1 - winner]:
+            raise ChainParseError("preference_mismatch", f"'preferred' is {pref} but its final score is lower")
+    rationale = obj.get("rationale", "")
+    return ParsedChain(
+        analysis=text[p1 + len(PART1_HEADER):p2].strip(),
+        criteria=tuple(criteria), final_1=finals[0], final_2=finals[1],
+        rationale=rationale if isinstance(rationale, str) else json.dumps(rationale),
+    )
+
+
+def render_chain(analysis: str, criteria: list[tuple[str, float, float, float]], rationale: str = "",
+                 decimals: int = 2) -> str:
+    """Write a well-formed chain from ``(name, weight, score_1, score_2)`` criteria (teachers, tests, simulations).
+
+    The final scores are computed with :func:`compute_final_score` and rounded to ``decimals``.
+    """
+    weights = [c[1] for c in criteria]
+    f1 = round(compute_final_score(weights, [c[2] for c in criteria]), decimals)
+    f2 = round(compute_final_score(weights, [c[3] for c in criteria]), decimals)
+    obj = {
+        "criteria": [{"name": n, "weight": w, "response_1": s1, "response_2": s2} for n, w, s1, s2 in criteria],
+        "better_response": {"response_1": f1, "response_2": f2},
+        "rationale": rationale,
+    }
+    return f"{PART1_HEADER}\n{analysis}\n\n{PART2_HEADER}\n{JSON_START}{json.dumps(obj)}{JSON_END}"
+
+
+def shuffle_order(rng: random.Random) -> tuple[int, int]:
+    """A random display order of the two responses (the paper shuffles to avoid position bias)."""
+    return (0, 1) if rng.random() < 0.5 else (1, 0)
+
+
+def unshuffle_scores(displayed: tuple[float, float], order: tuple[int, int]) -> tuple[float, float]:
+    """Map displayed ``(score of Response 1, score of Response 2)`` back to the original order.
+
+    Example:
+        >>> unshuffle_scores((3.0, 8.0), (1, 0))  # original response 2 was shown first
+        (8.0, 3.0)
+    """
+    out = [0.0, 0.0]
+    out[order[0]], out[order[1]] = displayed[0], displayed[1]
+    return out[0], out[1]
+
+
+@dataclass
+class ChainSample:
+    """One generated chain: raw text, the display order used, and the parse outcome (in original order)."""
+
+    text: str
+    order: tuple[int, int]
+    parsed: ParsedChain | None = None
+    error: str | None = None
+    scores: tuple[float, float] | None = field(default=None)
+
+    @classmethod
+    def from_text(cls, text: str, order: tuple[int, int], **parse_kw: Any) -> ChainSample:
+        """Parse ``text``; on failure keep the reason code in ``error`` (the sample is then skipped)."""
+        try:
+            parsed = parse_chain(text, **parse_kw)
+        except ChainParseError as e:
+            return cls(text=text, order=order, error=e.reason)
+        return cls(text=text, order=order, parsed=parsed,
+                   scores=unshuffle_scores((parsed.final_1, parsed.final_2), order))
+
+
+__all__.append("ChainSample")
