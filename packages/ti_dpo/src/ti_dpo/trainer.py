@@ -143,15 +143,17 @@ class TIDPOTrainer(DPOTrainer):
             dataset, report = filter_preference_pairs(dataset, name=dataset_name)
             before = len(dataset)
             self.data_report[dataset_name] = report
+            if before == 0:
+                raise ValueError(f"{dataset_name} dataset: no usable preference pair left ({report})")
         dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         if before is not None:
             self.data_report[dataset_name]["prompt_too_long"] = before - len(dataset)
             report = self.data_report[dataset_name]
+            report["kept"] = len(dataset)
             if len(dataset) == 0:
                 raise ValueError(f"{dataset_name} dataset: no usable preference pair left ({report})")
             if any(v for k, v in report.items() if k != "kept"):
                 logger.warning(f"{dataset_name} dataset: dropped pairs {report}")
-            report["kept"] = len(dataset)
         return dataset
 
     # ---- reference ----------------------------------------------------------------------------------------------

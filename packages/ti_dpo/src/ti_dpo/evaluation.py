@@ -1,0 +1,88 @@
+"""Held-out preference evaluation: preference accuracy and reward margins of a policy against a reference.
+
+Two accuracies are reported: ``reward_accuracy`` (DPO's implicit reward, ``β Σ_t r_t(y_w) > β Σ_t r_t(y_l)``; needs
+a reference and is 0 at initialisation, where every pair ties) and ``likelihood_accuracy`` (the policy alone gives
+the chosen response a higher mean per-token log-prob), which is meaningful before training too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["tokenize_pair", "completion_logps", "evaluate_preferences"]
+
+
+def tokenize_pair(tokenizer: Any, record: dict[str, Any]) -> tuple[list[int], list[int], list[int]]:
+    """Prompt, chosen and rejected token ids for one record (plain strings or chat lists), as TRL's DPO builds them.
+
+    Plain text gets EOS appended to each completion; chat lists are rendered with the chat template.
+    """
+    prompt, chosen, rejected = record["prompt"], record["chosen"], record["rejected"]
+    if isinstance(prompt, list):
+        p = tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True, return_dict=False)
+        full = [tokenizer.apply_chat_template(prompt + c, tokenize=True, return_dict=False) for c in (chosen, rejected)]
+    else:
+        eos = tokenizer.eos_token or ""
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        full = [tokenizer(prompt + c + ("" if c.endswith(eos) else eos), add_special_tokens=False)["input_ids"]
+                for c in (chosen, rejected)]
+    k = 0  # the completion starts where prompt and prompt+completion diverge (TRL's rule)
+    while k < min(len(p), *(len(f) for f in full)) and all(f[k] == p[k] for f in full):
+        k += 1
+    return p[:k], full[0][k:], full[1][k:]
+
+
+@torch.no_grad()
+def completion_logps(model: Any, prompts: list[list[int]], completions: list[list[int]],
+                     batch_size: int = 8) -> list[torch.Tensor]:
+    """Per-token log-probs ``(len(c),)`` of each completion given its prompt (right-padded batches)."""
+    device = next(model.parameters()).device
+    out: list[torch.Tensor] = []
+    for s in range(0, len(prompts), batch_size):
+        seqs = [p + c for p, c in zip(prompts[s:s + batch_size], completions[s:s + batch_size], strict=True)]
+        T = max(len(x) for x in seqs)
+        ids = torch.zeros(len(seqs), T, dtype=torch.long, device=device)
+        mask = torch.zeros_like(ids)
+        for i, x in enumerate(seqs):
+            ids[i, :len(x)] = torch.tensor(x, device=device)
+            mask[i, :len(x)] = 1
+        logp = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float().log_softmax(-1)  # (b, T-1, V)
+        tok = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (b, T-1)
+        for i, (p, c) in enumerate(zip(prompts[s:s + batch_size], completions[s:s + batch_size], strict=True)):
+            out.append(tok[i, len(p) - 1:len(p) - 1 + len(c)].cpu())
+    return out
+
+
+def evaluate_preferences(model: Any, tokenizer: Any, records: Any, ref_model: Any = None, beta: float = 0.1,
+                         batch_size: int = 8) -> dict[str, float]:
+    """Preference accuracy and margins of ``model`` on ``records`` (dicts with prompt/chosen/rejected).
+
+    Returns:
+        ``n``, ``likelihood_accuracy`` and, with ``ref_model``, ``reward_accuracy``, ``reward_margin`` (mean of
+        β(Σr(y_w) - Σr(y_l))), ``chosen_reward`` and ``rejected_reward``.
+    """
+    triples = [tokenize_pair(tokenizer, r) for r in records]
+    if not triples:
+        raise ValueError("evaluate_preferences needs at least one record")
+    prompts = [t[0] for t in triples]
+    was = model.training
+    model.eval()
+    try:
+        lc = completion_logps(model, prompts, [t[1] for t in triples], batch_size)
+        lr = completion_logps(model, prompts, [t[2] for t in triples], batch_size)
+    finally:
+        model.train(was)
+    mean_c = torch.stack([x.mean() for x in lc])
+    mean_r = torch.stack([x.mean() for x in lr])
+    metrics = {"n": float(len(triples)), "likelihood_accuracy": (mean_c > mean_r).float().mean().item()}
+    if ref_model is not None:
+        rc = completion_logps(ref_model, prompts, [t[1] for t in triples], batch_size)
+        rr = completion_logps(ref_model, prompts, [t[2] for t in triples], batch_size)
+        chosen = beta * torch.stack([(a - b).sum() for a, b in zip(lc, rc, strict=True)])
+        rejected = beta * torch.stack([(a - b).sum() for a, b in zip(lr, rr, strict=True)])
+        metrics.update(reward_accuracy=(chosen > rejected).float().mean().item(),
+                       reward_margin=(chosen - rejected).mean().item(),
+                       chosen_reward=chosen.mean().item(), rejected_reward=rejected.mean().item())
+    return metrics

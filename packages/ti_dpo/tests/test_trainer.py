@@ -1,0 +1,147 @@
+import copy
+
+import pytest
+import torch
+from datasets import Dataset
+
+from ti_dpo.data import TINY_PAIRS, load_preference_pairs
+from ti_dpo.evaluation import evaluate_preferences
+
+COMMON = dict(use_cpu=True, bf16=False, report_to="none", per_device_train_batch_size=4, save_strategy="no",
+              activation_checkpointing=False, max_length=64, logging_steps=1, seed=0, dataset_num_proc=None)
+
+
+def _tok():
+    from rlcore.testing import tiny_tokenizer
+
+    return tiny_tokenizer()
+
+
+def _lm(seed):
+    from rlcore.testing import tiny_causal_lm
+
+    return tiny_causal_lm(_tok(), seed=seed)
+
+
+# TRL 1.16's DPOTrainer reads model.is_gradient_checkpointing, deprecated in transformers 5.x (removed in v6);
+# drop this ignore once trl uses is_activation_checkpointing.
+TRL_GC_WARNING = "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"
+
+
+@pytest.mark.filterwarnings(TRL_GC_WARNING)
+def test_peer_uniform_weights_equal_trl_dpo_sigmoid(tmp_path):
+    from trl import DPOConfig, DPOTrainer
+
+    from ti_dpo.trainer import TIDPOConfig, TIDPOTrainer
+
+    tok = _tok()
+    ds = load_preference_pairs("tiny").select(range(4))
+    dpo = DPOTrainer(model=_lm(0), ref_model=_lm(1), args=DPOConfig(output_dir=str(tmp_path / "a"), **COMMON),
+                     train_dataset=ds, processing_class=tok)
+    ti = TIDPOTrainer(model=_lm(0), ref_model=_lm(1), processing_class=tok, train_dataset=ds,
+                      args=TIDPOConfig(output_dir=str(tmp_path / "b"), token_weighting="uniform", alpha_kl=0.0,
+                                       gamma=0.0, **COMMON))
+    batch = dpo.data_collator([dpo.train_dataset[i] for i in range(4)])
+    losses, grads = [], []
+    for tr in (dpo, ti):
+        tr.model.zero_grad()
+        loss = tr.compute_loss(tr.model, batch)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append({n: p.grad.clone() for n, p in tr.model.named_parameters() if p.grad is not None})
+    assert abs(losses[0].item() - 0.6931) > 1e-3  # policy != reference: a non-trivial loss
+    torch.testing.assert_close(losses[1], losses[0], atol=1e-5, rtol=0)
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for n in grads[0]:
+        torch.testing.assert_close(grads[1][n], grads[0][n], atol=1e-5, rtol=1e-5)
+
+
+def _trainer(tmp_path, ds=None, **kw):
+    from ti_dpo.trainer import TIDPOConfig, TIDPOTrainer
+
+    args = {**COMMON, "anchor_max_new_tokens": 6, **kw}
+    ref = kw.pop("ref_model", None)
+    args.pop("ref_model", None)
+    model = args.pop("model", None) or _lm(0)
+    return TIDPOTrainer(model=model, ref_model=ref, processing_class=_tok(),
+                        train_dataset=ds if ds is not None else load_preference_pairs("tiny"),
+                        args=TIDPOConfig(output_dir=str(tmp_path), **args))
+
+
+def test_precomputed_reference_matches_live_reference(tmp_path):
+    ds = load_preference_pairs("tiny").select(range(4))
+    live = _trainer(tmp_path / "a", ds, ref_model=_lm(1), alpha_kl=0.0, gamma=0.0)
+    pre = _trainer(tmp_path / "b", ds, ref_model=_lm(1), alpha_kl=0.0, gamma=0.0, precompute_ref_log_probs=True)
+    assert pre.train_dataset[0]["ref_chosen_logps"].__len__() == 64  # per token, padded to max_length
+    b_live = live.data_collator([live.train_dataset[i] for i in range(4)])
+    b_pre = pre.data_collator([pre.train_dataset[i] for i in range(4)])
+    torch.testing.assert_close(pre.compute_loss(pre.model, b_pre), live.compute_loss(live.model, b_live))
+
+
+def test_config_validation():
+    from ti_dpo.trainer import TIDPOConfig
+
+    for kw, field in [(dict(ti_lambda=1.2), "ti_lambda"), (dict(weight_normalization="x"), "weight_normalization"),
+                      (dict(gamma=-1.0), "gamma"), (dict(loss_type=["hinge"]), "loss_type"),
+                      (dict(precompute_ref_log_probs=True), "alpha_kl")]:
+        with pytest.raises(ValueError, match=field):
+            TIDPOConfig(output_dir="unused", **{**COMMON, **kw})
+    with pytest.raises(ValueError, match="preset"):
+        TIDPOConfig.from_preset("nope")
+    rel = TIDPOConfig.from_preset("release", output_dir="unused", **{**COMMON, "max_length": 256})
+    assert (rel.beta, rel.ti_lambda, rel.prior_sigma_div, rel.gamma) == (0.2, 0.2, 8.0, 0.001)
+
+
+def test_bad_pairs_are_dropped_and_counted(tmp_path):
+    from pathlib import Path
+
+    ds = load_preference_pairs(str(Path(__file__).parent / "fixtures" / "bad_pairs.jsonl"))
+    long = {"prompt": "word " * 200, "chosen": " a.", "rejected": " b."}
+    ds = Dataset.from_list(list(ds) + [long])
+    tr = _trainer(tmp_path, ds, ref_model=_lm(1), gamma=0.0)
+    assert tr.data_report["train"] == {"empty_chosen": 1, "empty_rejected": 1, "identical": 1,
+                                       "prompt_too_long": 1, "kept": 2}
+    with pytest.raises(ValueError, match="no usable preference pair"):
+        _trainer(tmp_path, Dataset.from_list([{"prompt": "q", "chosen": " x", "rejected": " x"}]),
+                 ref_model=_lm(1), gamma=0.0)
+
+
+def test_triplet_needs_a_reference(tmp_path):
+    with pytest.raises(ValueError, match="gamma"):
+        _trainer(tmp_path, load_preference_pairs("tiny").select(range(4)), alpha_kl=0.0,
+                 precompute_ref_log_probs=True)
+
+
+def test_training_raises_preference_accuracy_and_logs_terms(tmp_path):
+    records = [dict(r) for r in load_preference_pairs("tiny")]
+    tok, ref = _tok(), _lm(0)
+    model = _lm(0)
+    before = evaluate_preferences(model, tok, records, ref_model=ref)
+    tr = _trainer(tmp_path, model=model, ref_model=copy.deepcopy(ref), max_steps=6, learning_rate=5e-3)
+    tr.train()
+    after = evaluate_preferences(model, tok, records, ref_model=ref)
+    assert after["reward_accuracy"] > before["reward_accuracy"] and after["reward_accuracy"] >= 0.7
+    assert after["likelihood_accuracy"] > before["likelihood_accuracy"]
+    logs = [h for h in tr.state.log_history if "loss/dpo" in h]
+    assert len(logs) == 6
+    for key in ("loss/dpo", "loss/triplet", "kl/chosen", "weights/chosen_mean", "anchor/length"):
+        assert all(torch.isfinite(torch.tensor(h[key])) for h in logs), key
+    assert logs[0]["weights/chosen_mean"] == pytest.approx(1.0)  # mean-one normalisation over the response
+    assert logs[0]["weights/max"] > 1.0  # ... and the weights are not uniform
+
+
+def test_peft_lora_implicit_reference(tmp_path):
+    from peft import LoraConfig
+
+    from ti_dpo.trainer import TIDPOConfig, TIDPOTrainer
+
+    tr = TIDPOTrainer(model=_lm(0), processing_class=_tok(), train_dataset=load_preference_pairs("tiny"),
+                      peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+                      args=TIDPOConfig(output_dir=str(tmp_path), max_steps=2, learning_rate=1e-2,
+                                       anchor_max_new_tokens=4, **COMMON))
+    assert tr.ref_model is None
+    lora = {n: p.detach().clone() for n, p in tr.model.named_parameters() if "lora_B" in n}
+    tr.train()
+    changed = [n for n, p in tr.model.named_parameters() if "lora_B" in n and not torch.equal(p, lora[n])]
+    assert changed
+    assert all("loss/triplet" in h for h in tr.state.log_history if "loss" in h)
