@@ -1,0 +1,214 @@
+"""Benchmarks as declared data (task registry) and the method comparison of Table 1: power vs low-temp vs base.
+
+A task is a :class:`TaskSpec` record (prompt template, fields, grader, version) in a registry; a method is a set
+of :class:`~power_sampling.PowerSampler` overrides in another. ``run_eval`` samples every problem with every
+method (the paper runs both baselines in the same job), grades, and summarises accuracy and pass@k.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rlcore.io import DataError, read_jsonl
+
+from .grading import GradeResult, compute_pass_at_k, extract_code, grade_choice, grade_math, grade_number, run_humaneval
+
+__all__ = ["TaskSpec", "register_task", "get_task", "register_method", "get_method", "load_problems",
+           "build_prompt", "run_eval", "summarize"]
+
+MATH_PROMPT = ("Can you solve the following math problem? {question} Please reason step by step, and put your final "
+               "answer within \\boxed{{}}.")  # the reference never .format()s it, so the double braces stay
+GPQA_PROMPT = ("Answer the following multiple choice question. The last line of your response should be of the "
+               "following format: '\\boxed{$LETTER}' (without quotes) where LETTER is one of ABCD. Think step by step "
+               "before answering.\n\n{question}\n\n{choices}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """A benchmark: how to read a record, build its prompt, and grade a completion."""
+
+    name: str
+    template: str  # "{question}" (and "{choices}") are replaced literally, nothing else is interpreted
+    question_fields: tuple[str, ...]  # first one present in the record is used
+    answer_field: str
+    grade: Callable[[str, dict[str, Any], float], GradeResult]  # (completion, record, timeout) -> result
+    version: int = 1
+
+
+_TASKS: dict[str, TaskSpec] = {}
+_METHODS: dict[str, dict[str, Any]] = {}
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    """Add a task; registering a different spec under a taken name is an error."""
+    if spec.name in _TASKS and _TASKS[spec.name] != spec:
+        raise ValueError(f"task {spec.name!r} is already registered")
+    _TASKS[spec.name] = spec
+    return spec
+
+
+def get_task(name: str) -> TaskSpec:
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; available: {sorted(_TASKS)}") from None
+
+
+def register_method(name: str, overrides: dict[str, Any]) -> None:
+    """A decoding method = PowerSampler overrides applied on top of the sampler config."""
+    if name in _METHODS and _METHODS[name] != overrides:
+        raise ValueError(f"method {name!r} is already registered")
+    _METHODS[name] = dict(overrides)
+
+
+def get_method(name: str) -> dict[str, Any]:
+    try:
+        return dict(_METHODS[name])
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; available: {sorted(_METHODS)}") from None
+
+
+def _grade_humaneval(completion: str, rec: dict[str, Any], timeout: float) -> GradeResult:
+    for key in ("test", "entry_point"):
+        if key not in rec:
+            raise DataError(f"HumanEval record {rec.get('task_id', '?')} lacks field {key!r}")
+    return run_humaneval(extract_code(rec["prompt"], completion), rec["test"], rec["entry_point"], timeout)
+
+
+register_task(TaskSpec("math500", MATH_PROMPT, ("problem", "question", "prompt"), "answer",
+                       lambda c, r, _t: grade_math(c, str(r["answer"]))))
+register_task(TaskSpec("humaneval", "{question}", ("prompt",), "entry_point", _grade_humaneval))
+register_task(TaskSpec("gpqa", GPQA_PROMPT, ("question", "Question"), "answer",
+                       lambda c, r, _t: grade_choice(c, str(r["answer"]))))
+register_task(TaskSpec("arith", "{question}", ("prompt", "question"), "answer",
+                       lambda c, r, _t: grade_number(c, str(r["answer"]))))
+
+register_method("power", {})
+register_method("low_temp", {"mcmc_steps": 0})  # proposal alone: temperature 1/alpha
+register_method("base", {"mcmc_steps": 0, "alpha": 1.0, "proposal_temperature": 1.0, "top_k": 0, "top_p": 1.0})
+
+
+def _gpqa_record(rec: dict[str, Any], index: int, seed: int) -> dict[str, Any]:
+    """HF GPQA rows (Correct Answer + Incorrect Answer 1-3) -> choices + letter, correct at a seeded random index."""
+    if "choices" in rec and "answer" in rec:
+        return rec
+    keys = ["Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3"]
+    missing = [k for k in keys if k not in rec]
+    if missing:
+        raise DataError(f"GPQA record {index} needs 'choices'+'answer' or the fields {keys}; missing {missing}")
+    wrong = [rec[k] for k in keys[1:]]
+    rng = random.Random(seed * 100003 + index)
+    rng.shuffle(wrong)
+    pos = rng.randrange(4)
+    choices = wrong[:pos] + [rec["Correct Answer"]] + wrong[pos:]
+    return {**rec, "choices": choices, "answer": "ABCD"[pos]}
+
+
+def load_problems(task: str, data: str, split: str = "test", limit: int = 0, seed: int = 0) -> list[dict[str, Any]]:
+    """Problems from a JSONL file, a JSON list (the reference's MATH500.json), or ``hf:<name>[:<config>]``."""
+    spec = get_task(task)
+    if data.startswith("hf:"):
+        import datasets
+
+        name, _, cfg = data[3:].partition(":")
+        records = [dict(r) for r in datasets.load_dataset(name, cfg or None, split=split)]
+    else:
+        path = Path(data)
+        if not path.is_file():
+            raise FileNotFoundError(f"problem file not found: {path}")
+        if path.suffix == ".json":
+            records = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(records, list):
+                raise DataError(f"{path}: expected a JSON list of records")
+        else:
+            records = read_jsonl(path)
+    if limit:
+        records = records[:limit]
+    out = []
+    for i, rec in enumerate(records):
+        if task == "gpqa":
+            rec = _gpqa_record(rec, i, seed)
+        if not any(f in rec for f in spec.question_fields):
+            raise DataError(f"{data} record {i}: none of the fields {list(spec.question_fields)} is present")
+        if spec.answer_field not in rec:
+            raise DataError(f"{data} record {i}: missing field {spec.answer_field!r}")
+        out.append(rec)
+    return out
+
+
+def build_prompt(task: str, rec: dict[str, Any], tokenizer: Any = None, chat_template: bool = False) -> str:
+    """The task's prompt text for one record (optionally wrapped in the tokenizer's chat template)."""
+    spec = get_task(task)
+    question = next(str(rec[f]) for f in spec.question_fields if f in rec)
+    text = spec.template.replace("{question}", question)
+    if "{choices}" in text:
+        text = text.replace("{choices}", "\n".join(f"{'ABCD'[j]}) {c}" for j, c in enumerate(rec["choices"])))
+    if chat_template:
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            raise ValueError("chat_template=True but the tokenizer has no chat template")
+        text = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True)
+    return text
+
+
+def run_eval(sampler_factory: Callable[[dict[str, Any]], Any], task: str, problems: list[dict[str, Any]],
+             methods: list[str], tokenizer: Any = None, num_samples: int = 1, batch_size: int = 8,
+             chat_template: bool = False, timeout: float = 3.0,
+             on_batch: Callable[[str, int], None] | None = None) -> list[dict[str, Any]]:
+    """Sample and grade every problem with every method; one result row per (method, problem, sample).
+
+    ``sampler_factory(overrides)`` builds a :class:`PowerSampler` with the method's overrides applied.
+    ``on_batch(method, n_done)`` is called after each batch (progress).
+    """
+    spec = get_task(task)
+    prompts = [build_prompt(task, r, tokenizer, chat_template) for r in problems]
+    rows: list[dict[str, Any]] = []
+    for method in methods:
+        sampler = sampler_factory(get_method(method))
+        for start in range(0, len(prompts), batch_size):
+            t0 = time.perf_counter()
+            samples = sampler.sample(prompts=prompts[start:start + batch_size], num_chains=num_samples)
+            dt = (time.perf_counter() - t0) / max(len(samples), 1)
+            for s in samples:
+                idx = start + s.prompt_index
+                g = spec.grade(s.text, problems[idx], timeout)
+                rows.append({"task": task, "task_version": spec.version, "method": method, "problem": idx,
+                             "sample": s.chain_index, "correct": g.correct, "prediction": g.prediction,
+                             "grade_error": g.error, "detail": g.detail, "answer": str(problems[idx].get(spec.answer_field)),
+                             "completion": s.text, "num_tokens": len(s.token_ids),
+                             "tokens_generated": s.tokens_generated, "acceptance_rate": s.acceptance_rate,
+                             "logprob": s.logprob, "seconds": dt})
+            if on_batch is not None:
+                on_batch(method, min(start + batch_size, len(prompts)))
+    return rows
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per method: accuracy (= mean pass@1), pass@k (k = 2, 4, ...), mean tokens, acceptance, grader errors."""
+    out: dict[str, dict[str, float]] = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mrows = [r for r in rows if r["method"] == method]
+        by_problem: dict[int, list[bool]] = {}
+        for r in mrows:
+            by_problem.setdefault(r["problem"], []).append(bool(r["correct"]))
+        n = min(len(v) for v in by_problem.values())
+        acc = [r["acceptance_rate"] for r in mrows if r["acceptance_rate"] == r["acceptance_rate"]]
+        summ = {"problems": len(by_problem), "samples_per_problem": n,
+                "accuracy": sum(r["correct"] for r in mrows) / len(mrows),
+                "mean_tokens": sum(r["num_tokens"] for r in mrows) / len(mrows),
+                "mean_tokens_generated": sum(r["tokens_generated"] for r in mrows) / len(mrows),
+                "acceptance_rate": (sum(acc) / len(acc)) if acc else float("nan"),
+                "grade_errors": sum(r["grade_error"] is not None for r in mrows),
+                "seconds_per_sample": sum(r["seconds"] for r in mrows) / len(mrows)}
+        k = 2
+        while k <= n:
+            summ[f"pass@{k}"] = sum(compute_pass_at_k(len(v), sum(v), k) for v in by_problem.values()) / len(by_problem)
+            k *= 2
+        out[method] = summ
+    return out

@@ -1,0 +1,73 @@
+import dataclasses
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from power_sampling.cli import app
+from power_sampling.config import EvalConfig, GenerateConfig, SamplerConfig
+from rlcore.testing import save_tiny_causal_lm
+
+runner = CliRunner()
+
+
+def _options(command: str) -> set[str]:
+    import typer.main
+
+    cmd = typer.main.get_command(app).commands[command]
+    return {p.name for p in cmd.params} - {"config"}
+
+
+@pytest.mark.parametrize("command,cls", [("generate", GenerateConfig), ("eval", EvalConfig)])
+def test_flags_are_config_fields(command, cls):
+    assert _options(command) == {f.name for f in dataclasses.fields(cls)}
+
+
+def test_config_validation_names_field():
+    with pytest.raises(ValueError, match="alpha"):
+        SamplerConfig(alpha=0.5)
+    with pytest.raises(ValueError, match="block_size"):
+        SamplerConfig(block_size=0)
+    with pytest.raises(ValueError, match="model is required"):
+        EvalConfig(data="x.jsonl", output="o.jsonl")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny_causal_lm(tmp_path_factory.mktemp("tiny"))
+
+
+def test_eval_end_to_end(tmp_path, model_dir):
+    data = tmp_path / "arith.jsonl"
+    data.write_text('{"question": "1+1=", "answer": "2"}\n{"question": "2+5=", "answer": "7"}\n')
+    out = tmp_path / "res.jsonl"
+    r = runner.invoke(app, ["eval", "--model", model_dir, "--task", "arith", "--data", str(data), "--output", str(out),
+                            "--max-new-tokens", "6", "--block-size", "3", "--mcmc-steps", "2", "--num-samples", "2",
+                            "--method", "power,low_temp,base", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 3 * 2 * 2 and {r["method"] for r in rows} == {"power", "low_temp", "base"}
+    summary = json.loads((tmp_path / "res.jsonl.summary.json").read_text())["summary"]
+    assert set(summary) == {"power", "low_temp", "base"} and "pass@2" in summary["power"]
+    assert summary["power"]["mean_tokens_generated"] > summary["low_temp"]["mean_tokens_generated"]
+
+
+def test_generate_end_to_end_with_config_file(tmp_path, model_dir):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "hello"}\n')
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model: {model_dir}\nmax_new_tokens: 4\nblock_size: 2\nmcmc_steps: 1\n")
+    out = tmp_path / "g.jsonl"
+    r = runner.invoke(app, ["generate", "--config", str(cfg), "--prompts-file", str(prompts), "--output", str(out),
+                            "--num-chains", "3", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 3 and all(len(r["token_ids"]) <= 4 for r in rows)
+
+
+def test_bad_flag_is_one_line_error(tmp_path):
+    r = runner.invoke(app, ["eval", "--model", "x", "--data", "d.jsonl", "--output", "o.jsonl", "--alpha", "0.5"])
+    assert r.exit_code == 2 and "alpha must be >= 1" in r.output
+    r = runner.invoke(app, ["eval", "--model", "x", "--data", str(tmp_path / "none.jsonl"), "--output", "o.jsonl",
+                            "--task", "nope"])
+    assert r.exit_code == 2 and "unknown task" in r.output
