@@ -1,0 +1,59 @@
+import dataclasses
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from loongrl.cli import app
+from loongrl.config import EvalConfig, FilterConfig, NiahConfig, SynthConfig, TrainConfig
+from loongrl.data import make_synthetic_qa, save_qa
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(("cmd", "cls"), [("synth", SynthConfig), ("filter", FilterConfig), ("train", TrainConfig),
+                                          ("eval", EvalConfig), ("niah", NiahConfig)])
+def test_options_equal_config_fields(cmd, cls):
+    import typer.main
+
+    command = typer.main.get_command(app).commands[cmd]
+    opts = {p.name for p in command.params} - {"config"}
+    assert opts == {f.name for f in dataclasses.fields(cls)}
+
+
+@pytest.fixture(scope="module")
+def tok_dir(tmp_path_factory):
+    from rlcore.testing import tiny_tokenizer
+
+    d = tmp_path_factory.mktemp("tok")
+    tiny_tokenizer().save_pretrained(str(d))
+    return str(d)
+
+
+def test_synth_end_to_end(tmp_path, tok_dir):
+    src = tmp_path / "seed.jsonl"
+    save_qa(src, make_synthetic_qa(30, seed=0))
+    out = tmp_path / "kc.jsonl"
+    r = runner.invoke(app, ["synth", "--input", str(src), "--output", str(out), "--tokenizer", tok_dir,
+                            "--max-seq-length", "1024", "--num-samples", "2", "--id-format", "full36"])
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(recs) == 2 and len(recs[0]["chain_head_with_question"]) == 36 and recs[0]["num_chains"] == 4
+
+
+def test_bad_inputs_exit_2_with_clear_messages(tmp_path, tok_dir):
+    weird = tmp_path / "weird.json"
+    weird.write_text(json.dumps([{"foo": 1}]))
+    r = runner.invoke(app, ["synth", "--input", str(weird), "--output", str(tmp_path / "o.jsonl"),
+                            "--tokenizer", tok_dir])
+    assert r.exit_code == 2 and "unknown QA format" in r.output
+    small = tmp_path / "seed.jsonl"
+    save_qa(small, make_synthetic_qa(30, seed=0))
+    r = runner.invoke(app, ["synth", "--input", str(small), "--output", str(tmp_path / "o.jsonl"),
+                            "--tokenizer", tok_dir, "--max-seq-length", "200"])
+    assert r.exit_code == 2 and "item 'syn-0-0'" in r.output and "own" in r.output
+    r = runner.invoke(app, ["synth", "--input", str(small), "--output", "x", "--tokenizer", tok_dir,
+                            "--id-format", "nano"])
+    assert r.exit_code == 2 and "id_format must be one of" in r.output
+    r = runner.invoke(app, ["eval", "--data", str(small)])
+    assert r.exit_code == 2 and "--model is required" in r.output
