@@ -1,5 +1,4 @@
 import pytest
-
 from emotionthinker.synth import f0_track, harmonic_voice
 
 SR = 16000

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import soundfile as sf
-
 from emotionthinker.batch import extract_many, find_audio_files
 from emotionthinker.prosody import ProsodyError, extract_prosody, extract_prosody_file, load_audio
 from emotionthinker.synth import harmonic_voice, write_wav

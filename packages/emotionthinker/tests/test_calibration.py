@@ -1,5 +1,4 @@
 import pytest
-
 from emotionthinker.calibration import calibrate_levels, compute_cuts, compute_level
 from emotionthinker.caption import build_cot_prompt, compute_caption
 from emotionthinker.phones import count_phones, estimate_phones_from_spelling

@@ -2,11 +2,10 @@ import dataclasses
 import json
 
 import pytest
-from typer.testing import CliRunner
-
 from emotionthinker.cli import app
 from emotionthinker.config import AnnotateConfig, EvalConfig, InferConfig, TrainConfig
 from emotionthinker.synth import harmonic_voice, write_wav
+from typer.testing import CliRunner
 
 runner = CliRunner()
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from emotionthinker.config import ProsodyConfig
 from emotionthinker.prosody import compute_octave_repair, compute_vad, extract_prosody
 from emotionthinker.synth import harmonic_voice

@@ -4,11 +4,15 @@ import math
 
 import pytest
 import torch
-
 from emotionthinker.config import PTRConfig
 from emotionthinker.judge import get_judge, prosody_rubric_judge
 from emotionthinker.policy import LABELS, parse_answer
-from emotionthinker.ptr import compute_judge_mask, compute_ptr_rewards, compute_ptr_weight, compute_trust_weights
+from emotionthinker.ptr import (
+    compute_judge_mask,
+    compute_ptr_rewards,
+    compute_ptr_weight,
+    compute_trust_weights,
+)
 from emotionthinker.rewards import accuracy_reward, format_reward, get_ptr_reasoning_reward
 
 

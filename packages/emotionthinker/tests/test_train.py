@@ -3,7 +3,6 @@
 import json
 
 import torch
-
 from emotionthinker.config import TrainConfig
 from emotionthinker.data import load_emotioncot
 from emotionthinker.synth import harmonic_voice, write_wav

@@ -70,6 +70,7 @@ def extract_many(paths: Iterable[str | Path], cfg: ProsodyConfig | None = None, 
 
     Args:
         paths: audio files.
+        cfg: signal constants (default: the pipeline's).
         workers: processes; 0 = ``os.cpu_count()``, 1 = serial in this process.
         transcripts: ``{str(path): text}`` for the rate features (missing -> no rate).
         on_result: called after each record (e.g. to advance a progress bar).

@@ -37,6 +37,7 @@ def compute_contour(voiced_f0: np.ndarray, frame_s: float, cfg: ProsodyConfig) -
     Args:
         voiced_f0: ``(F,)`` Hz, NaN where unvoiced or outside speech.
         frame_s: seconds per frame.
+        cfg: thresholds.
 
     Returns:
         ``(times_s (V,), st (V,))``: times of the voiced frames and their smoothed semitones re the median.
@@ -77,7 +78,9 @@ def compute_shape(t: np.ndarray, st: np.ndarray, cfg: ProsodyConfig) -> tuple[st
     :math:`\delta \ge 2` rising, :math:`\delta \le -2` falling, else level.
 
     Args:
-        t: ``(V,)`` frame times. st: ``(V,)`` contour.
+        t: ``(V,)`` frame times.
+        st: ``(V,)`` contour (semitones).
+        cfg: thresholds.
 
     Returns:
         ``(shape, margin, stats)``: ``margin`` in [0, 1] is how far past its threshold the decision is.
@@ -123,6 +126,8 @@ def compute_intonation(voiced_f0: np.ndarray, frame_s: float, cfg: ProsodyConfig
 
     Args:
         voiced_f0: ``(F,)`` Hz, NaN where unvoiced or outside VAD speech.
+        frame_s: seconds per frame.
+        cfg: thresholds.
     """
     t, st = compute_contour(voiced_f0, frame_s, cfg)
     voiced_s = st.size * frame_s

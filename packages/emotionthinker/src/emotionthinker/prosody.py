@@ -81,6 +81,7 @@ def compute_vad(rms_db: np.ndarray, cfg: ProsodyConfig) -> tuple[np.ndarray, flo
 
     Args:
         rms_db: ``(F,)`` frame RMS in dBFS.
+        cfg: VAD constants.
 
     Returns:
         ``(speech (F,) bool, threshold_db)``.
@@ -103,7 +104,7 @@ def compute_vad(rms_db: np.ndarray, cfg: ProsodyConfig) -> tuple[np.ndarray, flo
 
 
 def _pyin(y: np.ndarray, fmin: float, fmax: float, cfg: ProsodyConfig) -> np.ndarray:
-    """librosa pYIN; returns ``(F,)`` F0 in Hz with NaN where unvoiced."""
+    """Librosa pYIN; returns ``(F,)`` F0 in Hz with NaN where unvoiced."""
     import librosa
 
     f0, voiced, _ = librosa.pyin(y, fmin=fmin, fmax=fmax, sr=cfg.sample_rate, frame_length=cfg.pitch_frame_length,
@@ -129,6 +130,7 @@ def compute_octave_repair(f0: np.ndarray, cfg: ProsodyConfig) -> np.ndarray:
 
     Args:
         f0: ``(F,)`` Hz, NaN = unvoiced.
+        cfg: repair constants.
 
     Returns:
         ``(F,)`` repaired F0 (unvoiced frames untouched).
@@ -181,7 +183,9 @@ def compute_f0_stats(f0: np.ndarray, speech: np.ndarray, cfg: ProsodyConfig) -> 
     With no voiced speech frame every statistic is ``None`` (documented value, not an error).
 
     Args:
-        f0: ``(F,)`` Hz (NaN unvoiced). speech: ``(F,)`` bool.
+        f0: ``(F,)`` Hz (NaN unvoiced).
+        speech: ``(F,)`` bool VAD mask.
+        cfg: reliability thresholds.
     """
     n = min(f0.size, speech.size)
     sel = np.isfinite(f0[:n]) & speech[:n]
@@ -209,7 +213,8 @@ def compute_energy(rms: np.ndarray, speech: np.ndarray) -> dict[str, float | Non
     Noise floor = 5th-percentile frame RMS (dBFS) over the whole file; ``est_snr_db`` = E - floor.
 
     Args:
-        rms: ``(F,)`` linear frame RMS. speech: ``(F,)`` bool.
+        rms: ``(F,)`` linear frame RMS.
+        speech: ``(F,)`` bool VAD mask.
 
     Example:
         >>> r = np.array([0.1, 0.1, 0.001]); s = np.array([True, True, False])
@@ -224,8 +229,9 @@ def compute_energy(rms: np.ndarray, speech: np.ndarray) -> dict[str, float | Non
 
 
 def compute_rates(n_phones: int | None, speech_s: float, total_s: float) -> dict[str, float | None]:
-    """``articulation_rate_pps`` = phones / VAD-speech seconds (the calibrated one); ``speaking_rate_pps`` =
-    phones / total seconds. ``None`` without a phone count or without speech.
+    """Speech rates: ``articulation_rate_pps`` = phones / VAD-speech s, ``speaking_rate_pps`` = phones / total s.
+
+    The articulation rate is the calibrated one. ``None`` without a phone count or without speech.
 
     Example:
         >>> compute_rates(30, 2.0, 3.0)

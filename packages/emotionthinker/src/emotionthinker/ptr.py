@@ -63,7 +63,10 @@ def compute_trust_weights(reason: torch.Tensor, answer: torch.Tensor, group_size
     (undefined comparison; such groups are gated anyway).
 
     Args:
-        reason: ``(B,)`` judge scores. answer: ``(B,)`` answer scores.
+        reason: ``(B,)`` judge scores.
+        answer: ``(B,)`` answer scores.
+        group_size: ``G``.
+        correct_threshold: answer score counted as correct.
 
     Returns:
         ``(P,)`` trust weights.
@@ -111,8 +114,16 @@ def compute_ptr_rewards(fmt: torch.Tensor, answer: torch.Tensor, reason: torch.T
     r"""Total reward :math:`r_i = c_f r^{fmt}_i + c_o r^{out}_i + w_t \tau_g r^{rsn}_i` (unjudged: :math:`r^{rsn}=0`).
 
     Args:
-        fmt, answer, reason: ``(B,)`` format, answer and judge scores. judged: ``(B,)`` bool judge mask.
+        fmt: ``(B,)`` format scores.
+        answer: ``(B,)`` answer scores.
+        reason: ``(B,)`` judge scores.
+        judged: ``(B,)`` bool judge mask.
+        group_size: ``G``.
         weight: :math:`w_t`.
+        use_trust: multiply by :math:`\tau_g` (else 1).
+        correct_threshold: answer score counted as correct for :math:`\tau`.
+        format_weight: :math:`c_f`.
+        outcome_weight: :math:`c_o`.
 
     Returns:
         ``(total (B,), tau (P,))``. :math:`\tau` is computed from the judged rollouts' scores (0 elsewhere).

@@ -1,7 +1,7 @@
-"""GRPO-PTR rewards in TRL's signature: ``fn(prompts, completions, **columns) -> list[float | None]``.
+r"""GRPO-PTR rewards in TRL's signature: ``fn(prompts, completions, **columns) -> list[float | None]``.
 
 ``format_reward`` + ``accuracy_reward`` + ``get_ptr_reasoning_reward(...)`` summed with weight 1 each give the
-PTR total :math:`r^{fmt} + r^{out} + w_t \\tau r^{rsn}`. The reasoning reward is group-aware: it assumes TRL's
+PTR total :math:`r^{fmt} + r^{out} + w_t \tau r^{rsn}`. The reasoning reward is group-aware: it assumes TRL's
 layout (each prompt's ``group_size`` completions contiguous) and reads the step from ``trainer_state``.
 """
 
@@ -53,7 +53,7 @@ def accuracy_reward(prompts: list, completions: list, emotion: list[str], **kwar
 
 
 class PTRReasoningReward:
-    """The gated, trust-weighted, scheduled reasoning term :math:`w_t \\tau_g r^{rsn}_i` (picklable).
+    r"""The gated, trust-weighted, scheduled reasoning term :math:`w_t \tau_g r^{rsn}_i` (picklable).
 
     After each call, ``last_stats`` holds ``weight``, ``tau_mean``, ``judge_calls`` and ``judged_mean``.
     """

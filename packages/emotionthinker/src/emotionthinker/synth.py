@@ -35,6 +35,11 @@ def harmonic_voice(f0: float | np.ndarray, seconds: float, sr: int = 16000, ampl
 
     Args:
         f0: constant Hz, or a per-sample track of length ``round(seconds * sr)``.
+        seconds: duration.
+        sr: sample rate.
+        amplitude: peak level.
+        n_harmonics: number of harmonics.
+        seed: noise seed.
         syllable_hz: if > 0, a raised-cosine envelope at this rate (speech-like level modulation, never silent).
         noise: std of added white noise (absolute).
     """

@@ -89,6 +89,7 @@ def train_ptr(cfg: TrainConfig, policy: AudioTextPolicy | None = None, records: 
     """Run ``cfg.steps`` GRPO-PTR steps; writes ``output_dir/metrics.jsonl`` (and the model if ``cfg.save``).
 
     Args:
+        cfg: the run config.
         policy: defaults to :func:`~emotionthinker.policy.load_policy` of ``cfg.model``.
         records: defaults to :func:`~emotionthinker.data.load_emotioncot` of ``cfg.data``.
         judge: a judge callable; defaults to ``cfg.judge`` looked up by name.
