@@ -1,0 +1,150 @@
+"""Format RM: one ``<think>`` block then one ``<answer>`` block, minus a penalty for near-duplicate content.
+
+The paper's Format RM checks the structure and penalises repeated/near-duplicate parts of the answer so that the
+Length RM cannot be gamed by repeating paragraphs; its exact metric is not published. Ours (documented choice):
+
+- *Units*: the answer's paragraphs (split on blank lines or newlines), and long paragraphs cut into windows of
+  ``unit_words`` tokens, so one endless looping paragraph is caught too.
+- *Near-duplicate unit*: a unit whose share of word n-grams already seen in *earlier* units is
+  ``>= threshold``. N-grams are hashed (64-bit rolling hash in numpy), first occurrences found with one
+  ``np.unique``, so the check is O(N log N) in the answer length, not pairwise over paragraphs.
+- *Repetition rate*: the share of the answer's tokens lying in near-duplicate units.
+- Reward: ``1[valid structure] - penalty * repetition_rate`` (in ``[-penalty, 1]``).
+
+Tokens are lower-cased English words/digit runs and single CJK characters.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from rlcore.rewards import completion_text
+
+from .prompts import extract_answer
+
+__all__ = ["check_format", "compute_repetition_rate", "FormatReward", "get_format_reward"]
+
+_TOKEN = re.compile(r"[a-z0-9]+|[\u4e00-\u9fff]")
+_PARA_SPLIT = re.compile(r"\n\s*")
+_MULT = np.uint64(0x100000001B3)  # FNV-style odd multiplier; uint64 arithmetic wraps (mod 2**64)
+_TRAILING = ("<|user|>", "<|用户|>", "<|endoftext|>")
+
+
+def check_format(text: str, think: bool = True) -> bool:
+    """Whether a completion is exactly one think block then one answer block (``</answer>`` may be cut off).
+
+    Think mode: ``<think>…</think>`` then ``<answer>…`` with only whitespace before, between and after (a stop
+    marker such as ``<|user|>`` may follow). No-think mode: a single ``<answer>…`` and no think tags.
+
+    Example:
+        >>> check_format("<think>plan</think>\\n<answer>text"), check_format("<answer>a</answer><answer>b")
+        (True, False)
+    """
+    for m in _TRAILING:
+        idx = text.find(m)
+        if idx >= 0:
+            text = text[:idx]
+    counts = {t: text.count(t) for t in ("<think>", "</think>", "<answer>", "</answer>")}
+    if counts["<answer>"] != 1 or counts["</answer>"] > 1:
+        return False
+    if think:
+        if counts["<think>"] != 1 or counts["</think>"] != 1:
+            return False
+        pattern = r"\s*<think>(.*?)</think>\s*<answer>((?:(?!</answer>).)*)(</answer>\s*)?"
+    else:
+        if counts["<think>"] or counts["</think>"]:
+            return False
+        pattern = r"\s*<answer>((?:(?!</answer>).)*)(</answer>\s*)?"
+    m = re.fullmatch(pattern, text, flags=re.S)
+    return m is not None and bool(m.group(2 if think else 1).strip())
+
+
+def _units(answer: str, unit_words: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token hashes ``(N,)`` int64 and each token's unit index ``(N,)``."""
+    hashes: list[int] = []
+    unit_of: list[int] = []
+    unit = 0
+    for para in _PARA_SPLIT.split(answer.lower()):
+        toks = _TOKEN.findall(para)
+        if not toks:
+            continue
+        hashes.extend(map(hash, toks))
+        n = len(toks)
+        unit_of.extend(unit + i // unit_words for i in range(n))
+        unit += (n + unit_words - 1) // unit_words
+    return np.asarray(hashes, dtype=np.int64), np.asarray(unit_of, dtype=np.int64)
+
+
+def compute_repetition_rate(answer: str, ngram: int = 4, threshold: float = 0.5, unit_words: int = 100) -> float:
+    """Share of the answer's tokens that lie in near-duplicate units (see module docstring).
+
+    Args:
+        answer: the answer text.
+        ngram: n-gram order ``n``.
+        threshold: a unit is a near-duplicate when ``>= threshold`` of its n-grams occurred in earlier units.
+        unit_words: window size for long paragraphs.
+
+    Example:
+        >>> p = "the cat sat on the mat and looked at the dog"
+        >>> compute_repetition_rate(p + "\\n\\n" + p)  # 2nd paragraph (11 of 22 tokens) repeats the first
+        0.5
+        >>> compute_repetition_rate(p + "\\n\\nan entirely different second paragraph about the sea")
+        0.0
+    """
+    if ngram < 1 or not 0 < threshold <= 1 or unit_words < 1:
+        raise ValueError(f"need ngram >= 1, 0 < threshold <= 1, unit_words >= 1; got {ngram}, {threshold}, {unit_words}")
+    tok, unit_of = _units(answer, unit_words)  # (N,), (N,)
+    n_tok = tok.size
+    if n_tok < ngram or unit_of[-1] == 0:
+        return 0.0
+    h = tok[: n_tok - ngram + 1].astype(np.uint64)
+    for k in range(1, ngram):  # rolling combination of the n tokens, mod 2**64
+        h = h * _MULT ^ tok[k : n_tok - ngram + 1 + k].astype(np.uint64)
+    g_unit = unit_of[ngram - 1 :]  # (M,) unit of each n-gram's last token
+    inside = unit_of[: n_tok - ngram + 1] == g_unit  # n-grams spanning a unit boundary are left out
+    h, g_unit = h[inside], g_unit[inside]
+    if h.size == 0:
+        return 0.0
+    _, first_idx, inverse = np.unique(h, return_index=True, return_inverse=True)
+    seen_before = g_unit[first_idx[inverse]] < g_unit  # (M,) first occurrence lies in an earlier unit
+    n_units = int(unit_of[-1]) + 1
+    per_unit_grams = np.bincount(g_unit, minlength=n_units)
+    per_unit_seen = np.bincount(g_unit, weights=seen_before, minlength=n_units)
+    dup_unit = (per_unit_grams > 0) & (per_unit_seen >= threshold * np.maximum(per_unit_grams, 1))
+    return float(dup_unit[unit_of].sum() / n_tok)
+
+
+class FormatReward:
+    """TRL reward: ``1[valid structure] - penalty * repetition_rate(answer)``."""
+
+    def __init__(self, think: bool = True, ngram: int = 4, threshold: float = 0.5, penalty: float = 1.0,
+                 unit_words: int = 100):
+        if penalty < 0:
+            raise ValueError(f"penalty must be >= 0, got {penalty}")
+        compute_repetition_rate("", ngram, threshold, unit_words)  # validates the parameters
+        self.think, self.ngram, self.threshold, self.penalty, self.unit_words = think, ngram, threshold, penalty, unit_words
+        self.__name__ = "format_reward"
+
+    def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[float | None]:
+        out: list[float | None] = []
+        for c in completions:
+            text = completion_text(c)
+            answer = extract_answer(text) or ""
+            rep = compute_repetition_rate(answer, self.ngram, self.threshold, self.unit_words)
+            out.append(float(check_format(text, self.think)) - self.penalty * rep)
+        return out
+
+
+def get_format_reward(think: bool = True, ngram: int = 4, threshold: float = 0.5, penalty: float = 1.0,
+                      unit_words: int = 100):
+    """Factory for :class:`FormatReward` (picklable, ``__name__ == "format_reward"``).
+
+    Example:
+        >>> f = get_format_reward()
+        >>> f(prompts=["q", "q"], completions=["<think>t</think><answer>Hello there", "Hello there"])
+        [1.0, 0.0]
+    """
+    return FormatReward(think, ngram, threshold, penalty, unit_words)

@@ -1,0 +1,71 @@
+"""Train a Bradley-Terry writing RM on preference pairs with TRL's ``RewardTrainer`` (``longwriter-zero train-rm``).
+
+Loss (TRL, the paper's Writing-RM objective): :math:`-\\mathbb{E}\\,\\log\\sigma(r(x, y_w) - r(x, y_l))`. Pairs
+longer than ``max_length`` tokens are dropped by TRL; the number kept is reported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rlcore.io import DataError, read_jsonl
+
+from .writing_reward import check_rm_tokenizer
+
+__all__ = ["load_pairs", "train_reward_model"]
+
+
+def load_pairs(path: str) -> list[dict[str, str]]:
+    """Preference pairs ``{prompt?, chosen, rejected}`` (strings; chosen != rejected).
+
+    Raises:
+        DataError: a malformed line, a missing/non-string field, or identical chosen/rejected (record named).
+    """
+    pairs = []
+    for i, rec in enumerate(read_jsonl(path, required=("chosen", "rejected")), 1):
+        fields = ["chosen", "rejected"] + (["prompt"] if "prompt" in rec else [])
+        for k in fields:
+            if not isinstance(rec[k], str) or not rec[k].strip():
+                raise DataError(f"{path}: record {i}: field {k!r} must be a non-empty string")
+        if rec["chosen"] == rec["rejected"]:
+            raise DataError(f"{path}: record {i}: chosen and rejected are identical")
+        pairs.append({k: rec[k] for k in fields})
+    return pairs
+
+
+def train_reward_model(cfg: Any) -> dict[str, Any]:
+    """Train and save the RM under ``cfg.output_dir``; returns the path, pairs used and the final loss."""
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    from rlcore.builtins import resolve
+    from rlcore.device import seed_everything
+
+    seed_everything(cfg.seed)
+    pairs = load_pairs(cfg.dataset)
+    path = resolve(cfg.model)
+    tok = AutoTokenizer.from_pretrained(path)
+    check_rm_tokenizer(tok, cfg.model, cfg.pad_with_eos)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    model.config.pad_token_id = tok.pad_token_id
+    cpu = cfg.device == "cpu"
+    args = RewardConfig(
+        output_dir=cfg.output_dir, max_length=cfg.max_length, learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        center_rewards_coefficient=cfg.center_rewards_coefficient or None, seed=cfg.seed, report_to="none",
+        logging_steps=1, save_strategy="no", disable_tqdm=True, **({"use_cpu": True, "bf16": False} if cpu else {}),
+    )
+    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=tok)
+    kept = len(trainer.train_dataset)
+    if kept == 0:
+        raise DataError(f"{cfg.dataset}: every pair is longer than max_length={cfg.max_length} tokens")
+    trainer.train()
+    out = Path(cfg.output_dir) / "final"
+    trainer.save_model(str(out))
+    tok.save_pretrained(str(out))
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {"model": str(out), "pairs": len(pairs), "pairs_used": kept, "final_loss": losses[-1] if losses else None}
