@@ -113,8 +113,9 @@ def prosody_rubric_judge(think: str, answer: str | None, record: dict[str, Any])
 
     Example:
         >>> rec = {"pitch_level": "high", "transcription": "I cannot believe it"}
+        >>> # grounding 1 (pitch..high), consistency 1, coherence 11/50 = 0.22, faithfulness 1: mean 0.805
         >>> prosody_rubric_judge("The pitch is high and she says believe loudly, so surprise.", "surprise", rec)
-        0.7
+        0.8
     """
     vals = [v for v in compute_rubric_criteria(think, answer, record).values() if not math.isnan(v)]
     return round(sum(vals) / len(vals), 1)
