@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from rlcore.lm import lm_forward
 from rlcore.rollout import (
     HFGenerator,
@@ -161,3 +160,18 @@ def test_score_continuations_batched_equals_single(model, tok):
 def test_vllm_params_mapping_without_vllm():
     kw = VLLMGenerator.vllm_sampling_kwargs(SamplingParams(max_new_tokens=7, top_k=0, n=2, stop=["</answer>"]))
     assert kw["max_tokens"] == 7 and kw["top_k"] == -1 and kw["n"] == 2 and kw["stop"] == ["</answer>"]
+
+
+@pytest.mark.gpu
+def test_cuda_static_cache_compiled_equals_eager_forward(tok):
+    model = tiny_causal_lm(tok).cuda()
+    gen = HFGenerator(model, tok)
+    assert gen.static and gen.compile
+    out = gen.generate(prompts=["The quick", "hi"], params=SamplingParams(max_new_tokens=16, temperature=0))
+    ref = HFGenerator(model, tok, cache_implementation="dynamic", compile=False).generate(
+        prompts=["The quick", "hi"], params=SamplingParams(max_new_tokens=16, temperature=0))
+    assert [c.token_ids for o in out for c in o] == [c.token_ids for o in ref for c in o]
+    for o in out:
+        raw, _ = _full_forward_logprobs(model.cpu(), tok(["The quick", "hi"][o[0].prompt_index]).input_ids, o[0].token_ids)
+        model.cuda()
+        torch.testing.assert_close(o[0].raw_logprobs, raw, atol=1e-3, rtol=0)

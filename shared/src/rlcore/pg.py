@@ -69,6 +69,7 @@ def compute_grpo_advantages(rewards: torch.Tensor, group_size: int, eps: float =
     Example:
         >>> compute_grpo_advantages(torch.tensor([1.0, 0.0, 1.0, 1.0]), 2).tolist()  # std of (1,0) = 0.7071
         [0.7070..., -0.7070..., 0.0, 0.0]
+
     """
     r = _grouped(rewards, group_size)
     adv = (r - _nanmean(r, 1)) / (_nanstd(r, 1) + eps)
@@ -83,6 +84,7 @@ def compute_dr_grpo_advantages(rewards: torch.Tensor, group_size: int) -> torch.
     Example:
         >>> compute_dr_grpo_advantages(torch.tensor([1.0, 0.0, 3.0, 1.0]), 2).tolist()
         [0.5, -0.5, 1.0, -1.0]
+
     """
     r = _grouped(rewards, group_size)
     return torch.nan_to_num(r - _nanmean(r, 1), nan=0.0).view(-1)
@@ -117,6 +119,7 @@ def compute_per_reward_normalized_advantages(
 
     Returns:
         ``(B,)`` advantages.
+
     """
     if rewards.ndim != 2:
         raise ValueError(f"rewards must be (B, K), got shape {tuple(rewards.shape)}")
@@ -143,9 +146,12 @@ def compute_clipped_surrogate(
         logprobs: ``(B, T)`` current policy log-probs.
         old_logprobs: ``(B, T)`` behaviour-policy log-probs.
         advantages: ``(B,)`` or ``(B, T)``.
+        epsilon_low: lower clip range (TRL ``epsilon``, default 0.2).
+        epsilon_high: upper clip range (TRL ``epsilon_high``); ``None`` = ``epsilon_low``.
 
     Returns:
         ``(B, T)`` per-token loss, and metrics ``clip_frac_low`` / ``clip_frac_high`` as ``(B, T)`` booleans.
+
     """
     eh = epsilon_low if epsilon_high is None else epsilon_high
     adv = advantages.unsqueeze(-1) if advantages.ndim == 1 else advantages  # (B, 1) or (B, T)
@@ -164,6 +170,7 @@ def compute_k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.T
     Example:
         >>> round(compute_k3_kl(torch.tensor([0.0]), torch.tensor([1.0])).item(), 4)  # e - 1 - 1
         0.7183
+
     """
     delta = ref_logprobs - logprobs
     return torch.exp(delta) - delta - 1

@@ -89,9 +89,13 @@ def process_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 
 
     Args:
         logits: ``(N, V)``.
+        temperature: divides the logits (0 is treated as 1 here: greedy decoding takes the argmax elsewhere).
+        top_k: keep the k largest logits (0 disables).
+        top_p: keep the smallest set of tokens whose probability reaches ``top_p`` (1 disables).
 
     Returns:
         ``(N, V)`` float32 logits of the sampling distribution (``log_softmax`` of it is the sampling log-prob).
+
     """
     x = logits.float() / (temperature if temperature > 0 else 1.0)
     if top_k and top_k < x.shape[-1]:
@@ -158,6 +162,7 @@ class HFGenerator:
         batch_size: rows (prompts x n) decoded together; ``None`` = all at once.
         cache_implementation: ``"dynamic"``, ``"static"`` or ``"auto"`` (static on CUDA).
         compile: compile the decode step; ``"auto"`` = on CUDA only.
+
     """
 
     def __init__(self, model: Any, tokenizer: Any = None, device: Any = None, batch_size: int | None = None,
@@ -312,8 +317,12 @@ class HFGenerator:
         full_mask = torch.zeros((mask.shape[0], total), dtype=mask.dtype, device=mask.device)
         full_mask[:, : mask.shape[1]] = mask
         if self._step_fn is None:
-            fn = lambda t, m, p, c: lm_forward(self.model, t, m, p, c)  # noqa: E731
-            self._step_fn = torch.compile(fn, mode="reduce-overhead", dynamic=False) if self.compile else fn
+            name = cache_kwarg(self.model)  # resolved outside the compiled function: no graph break
+
+            def step(t, m, p, c):
+                return self.model(input_ids=t, attention_mask=m, position_ids=p, use_cache=True, **{name: c}).logits, c
+
+            self._step_fn = torch.compile(step, mode="reduce-overhead", dynamic=False) if self.compile else step
         logits, cache = self._step_fn(tok, full_mask, pos, cache)
         return logits.clone(), cache
 
@@ -390,6 +399,7 @@ def score_continuations(model: Any, prompt_ids: Sequence[Sequence[int]], continu
 
     Returns:
         One ``(len(continuation),)`` float32 tensor per pair (log-probs at ``temperature``).
+
     """
     if len(prompt_ids) != len(continuation_ids):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(continuation_ids)} continuations")
