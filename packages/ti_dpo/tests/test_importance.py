@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-
 from ti_dpo.importance import (
     compute_gaussian_prior,
     compute_gradient_attribution,

@@ -2,7 +2,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-
 from ti_dpo.loss import (
     compute_sequential_kl,
     compute_ti_dpo_loss,

@@ -3,8 +3,7 @@ import copy
 import pytest
 import torch
 from datasets import Dataset
-
-from ti_dpo.data import TINY_PAIRS, load_preference_pairs
+from ti_dpo.data import load_preference_pairs
 from ti_dpo.evaluation import evaluate_preferences
 
 COMMON = dict(use_cpu=True, bf16=False, report_to="none", per_device_train_batch_size=4, save_strategy="no",
@@ -30,9 +29,8 @@ TRL_GC_WARNING = "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning
 
 @pytest.mark.filterwarnings(TRL_GC_WARNING)
 def test_peer_uniform_weights_equal_trl_dpo_sigmoid(tmp_path):
-    from trl import DPOConfig, DPOTrainer
-
     from ti_dpo.trainer import TIDPOConfig, TIDPOTrainer
+    from trl import DPOConfig, DPOTrainer
 
     tok = _tok()
     ds = load_preference_pairs("tiny").select(range(4))
@@ -132,7 +130,6 @@ def test_training_raises_preference_accuracy_and_logs_terms(tmp_path):
 
 def test_peft_lora_implicit_reference(tmp_path):
     from peft import LoraConfig
-
     from ti_dpo.trainer import TIDPOConfig, TIDPOTrainer
 
     tr = TIDPOTrainer(model=_lm(0), processing_class=_tok(), train_dataset=load_preference_pairs("tiny"),

@@ -1,29 +1,32 @@
 """TI-DPO: token-importance guided DPO (Yang et al., ICLR 2026) as a TRL trainer.
 
-Formulas are importable without TRL; ``TIDPOTrainer`` / ``TIDPOConfig`` load lazily (they import trl).
+Names load lazily (torch/trl import on first use), so ``ti-dpo --help`` stays instant.
 """
 
-from .importance import compute_gaussian_prior, compute_gradient_attribution, compute_token_weights
-from .loss import compute_sequential_kl, compute_ti_dpo_loss, compute_triplet_loss, compute_weighted_margin
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "TIDPOConfig",
-    "TIDPOTrainer",
-    "compute_gaussian_prior",
-    "compute_gradient_attribution",
-    "compute_sequential_kl",
-    "compute_ti_dpo_loss",
-    "compute_token_weights",
-    "compute_triplet_loss",
-    "compute_weighted_margin",
-]
+_EXPORTS = {
+    "TIDPOConfig": "trainer",
+    "TIDPOTrainer": "trainer",
+    "PRESETS": "trainer",
+    "compute_gaussian_prior": "importance",
+    "compute_gradient_attribution": "importance",
+    "compute_token_weights": "importance",
+    "compute_sequential_kl": "loss",
+    "compute_ti_dpo_loss": "loss",
+    "compute_triplet_loss": "loss",
+    "compute_weighted_margin": "loss",
+    "evaluate_preferences": "evaluation",
+    "load_preference_pairs": "data",
+    "run_demo": "demo",
+}
+
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
-    if name in ("TIDPOConfig", "TIDPOTrainer", "PRESETS"):
-        from . import trainer
-
-        return getattr(trainer, name)
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module 'ti_dpo' has no attribute {name!r}")

@@ -54,8 +54,11 @@ def sample_anchors(
         prompt_ids: ``(B, P)`` left-padded prompts.
         prompt_mask: ``(B, P)``.
         max_new_tokens: at most this many anchor tokens (release: ``min(64, max_length - prompt_len)``).
-        temperature, top_k, top_p: sampling settings (release: 0.8, 50, 0.95).
-        eos_token_id, pad_token_id: generation ids.
+        temperature: sampling temperature (release: 0.8).
+        top_k: top-k filter (release: 50).
+        top_p: nucleus filter (release: 0.95).
+        eos_token_id: ends an anchor; tokens after it are masked.
+        pad_token_id: id of the padding.
 
     Returns:
         ``(B, A)`` anchor token ids (the generated tokens only, up to and including EOS) and ``(B, A)`` mask.

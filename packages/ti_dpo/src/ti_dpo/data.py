@@ -62,8 +62,10 @@ def filter_preference_pairs(dataset: Any, name: str = "train") -> tuple[Any, dic
 
 
 def load_preference_pairs(ref: str, split: str = "train") -> Any:
-    """Load pairs as a ``datasets.Dataset`` from ``"tiny"`` (the package's own set), ``builtin:<name>`` (rlcore
-    assets: a ``.jsonl`` file, or a folder holding ``<split>.jsonl``), a local ``.jsonl`` file, or an HF dataset name.
+    """Load pairs as a ``datasets.Dataset``.
+
+    ``ref`` is ``"tiny"`` (the package's own set), ``builtin:<name>`` (rlcore assets: a ``.jsonl`` file, or a folder
+    holding ``<split>.jsonl``), a local ``.jsonl`` file, or an HF dataset name.
 
     Raises:
         FileNotFoundError: a local path that does not exist.

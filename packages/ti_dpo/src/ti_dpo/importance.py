@@ -86,7 +86,7 @@ def compute_gaussian_prior(span_mask: torch.Tensor, sigma_div: float = 4.0) -> t
 
     Example:
         >>> compute_gaussian_prior(torch.tensor([[1, 1, 1]]), sigma_div=4.0).round(decimals=4)
-        tensor([[0.0885, 0.8230, 0.0885]])
+        tensor([[0.2256, 0.5488, 0.2256]])
     """
     t, n = _span_positions(span_mask)  # (B, T), (B,)
     mu = ((n - 1.0) / 2.0).unsqueeze(1)  # (B, 1)

@@ -1,6 +1,6 @@
-"""TI-DPO objective (paper §4.2-4.3, Eq. 9-14): weighted DPO margin, TDPO2 sequence KL, and the triplet term.
+r"""TI-DPO objective (paper §4.2-4.3, Eq. 9-14): weighted DPO margin, TDPO2 sequence KL, and the triplet term.
 
-Per-token log-ratios are :math:`r_t(y) = \\log\\pi_\\theta(y_t|x,y_{<t}) - \\log\\pi_{ref}(y_t|x,y_{<t})`, given as
+Per-token log-ratios are :math:`r_t(y) = \log\pi_\theta(y_t|x,y_{<t}) - \log\pi_{ref}(y_t|x,y_{<t})`, given as
 ``(B, T)`` tensors with a 0/1 ``mask`` of the response tokens.
 """
 

@@ -26,7 +26,13 @@ from trl.trainer.utils import use_adapter
 from .anchor import sample_anchors, split_prompts
 from .data import filter_preference_pairs
 from .importance import NORMALIZATIONS, WEIGHTINGS, compute_gradient_attribution, compute_token_weights
-from .loss import compute_sequential_kl, compute_ti_dpo_loss, compute_triplet_loss, compute_weighted_margin, pack_left
+from .loss import (
+    compute_sequential_kl,
+    compute_ti_dpo_loss,
+    compute_triplet_loss,
+    compute_weighted_margin,
+    pack_left,
+)
 
 __all__ = ["TIDPOConfig", "TIDPOTrainer", "PRESETS"]
 

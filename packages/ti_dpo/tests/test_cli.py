@@ -1,0 +1,56 @@
+import dataclasses
+import json
+
+import pytest
+from ti_dpo.cli import app
+from ti_dpo.config import EvalConfig, ImportanceConfig, TrainConfig
+from typer.testing import CliRunner
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("name,cls", [("train", TrainConfig), ("importance", ImportanceConfig), ("eval", EvalConfig)])
+def test_flags_are_the_config_fields(name, cls):
+    import typer.main
+
+    cmd = typer.main.get_command(app).commands[name]
+    opts = {p.name for p in cmd.params} - {"config"}
+    assert opts == {f.name for f in dataclasses.fields(cls)}
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path):
+    r = runner.invoke(app, ["train", "--model", "x", "--ti-lambda", "2"])
+    assert r.exit_code == 2 and "ti_lambda" in r.output
+    r = runner.invoke(app, ["eval", "--dataset", "tiny"])
+    assert r.exit_code == 2 and "model is required" in r.output
+    r = runner.invoke(app, ["train", "--model", "x", "--dataset", str(tmp_path / "missing.jsonl")])
+    assert r.exit_code == 2 and "missing.jsonl" in r.output
+
+
+def test_cli_train_importance_eval_end_to_end(tmp_path):
+    from rlcore.testing import save_tiny_causal_lm
+
+    base = save_tiny_causal_lm(tmp_path / "base")
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--model", base, "--output-dir", str(out), "--max-steps", "2",
+                            "--anchor-max-new-tokens", "4", "--max-length", "64", "--learning-rate", "5e-3",
+                            "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout[r.stdout.index("{"):])
+    assert summary["data"]["train"]["kept"] == 24 and summary["last_step"]["step"] == 2
+    assert (out / "train_metrics.json").is_file() and (out / "config.json").is_file()
+
+    html, png, js = tmp_path / "w.html", tmp_path / "w.png", tmp_path / "w.json"
+    r = runner.invoke(app, ["importance", "--model", str(out), "--prompt", "What is 3 + 4?", "--response",
+                            " The answer is 7.", "--html", str(html), "--png", str(png), "--json-out", str(js)])
+    assert r.exit_code == 0, r.output
+    view = json.loads(js.read_text())
+    resp = [w for w, m in zip(view["weights"], view["response_mask"]) if m]
+    assert sum(resp) == pytest.approx(len(resp), rel=1e-5)  # mean-one over the response
+    assert "<span" in html.read_text() and png.read_bytes()[:4] == b"\x89PNG"
+
+    metrics_path = tmp_path / "eval.json"
+    r = runner.invoke(app, ["eval", "--model", str(out), "--ref-model", base, "--output", str(metrics_path)])
+    assert r.exit_code == 0, r.output
+    m = json.loads(metrics_path.read_text())
+    assert m["n"] == 24 and 0.0 <= m["reward_accuracy"] <= 1.0
