@@ -2,11 +2,10 @@ import dataclasses
 import json
 
 import pytest
-from typer.testing import CliRunner
-
 from loongrl.cli import app
 from loongrl.config import EvalConfig, FilterConfig, NiahConfig, SynthConfig, TrainConfig
 from loongrl.data import make_synthetic_qa, save_qa
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
@@ -57,3 +56,16 @@ def test_bad_inputs_exit_2_with_clear_messages(tmp_path, tok_dir):
     assert r.exit_code == 2 and "id_format must be one of" in r.output
     r = runner.invoke(app, ["eval", "--data", str(small)])
     assert r.exit_code == 2 and "--model is required" in r.output
+
+
+@pytest.mark.parametrize(("name", "cls"), [("train-7b", TrainConfig), ("train-14b", TrainConfig),
+                                           ("synth-16k", SynthConfig), ("filter", FilterConfig)])
+def test_recipes_load(name, cls):
+    from pathlib import Path
+
+    from rlcore.cli import load_config
+
+    cfg = load_config(cls, Path(__file__).parents[1] / "recipes" / f"{name}.yaml")
+    if cls is TrainConfig:
+        assert (cfg.num_generations, cfg.beta, cfg.learning_rate) == (8, 0.001, 1e-6)
+        assert cfg.warmup_steps == (0 if name == "train-14b" else 42)

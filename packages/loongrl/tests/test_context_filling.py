@@ -1,10 +1,9 @@
 import random
 
 import pytest
-from rlcore.testing import tiny_tokenizer
-
 from loongrl.context_filling import TokenCounter, compute_gaussian_slots, fill_context, render_context
 from loongrl.data import DocPool, QAItem, make_synthetic_qa
+from rlcore.testing import tiny_tokenizer
 
 
 def test_gaussian_slots_hand_computed():

@@ -1,9 +1,8 @@
 import json
 
 import pytest
-from rlcore.io import DataError
-
 from loongrl.data import DocPool, QAItem, detect_format, load_qa, make_synthetic_qa, save_qa
+from rlcore.io import DataError
 
 HOTPOT = [{"_id": "h1", "question": "Q1?", "answer": "A1", "type": "bridge", "level": "hard",
            "supporting_facts": [["T1", 0]], "context": [["T1", ["S one.", " S two."]], ["T2", ["Other."]]]}]

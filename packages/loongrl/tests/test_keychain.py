@@ -2,8 +2,6 @@ import random
 import re
 
 import pytest
-from rlcore.testing import tiny_tokenizer
-
 from loongrl.data import make_synthetic_qa
 from loongrl.keychain import (
     KeyChain,
@@ -17,6 +15,7 @@ from loongrl.keychain import (
     remove_pairs,
 )
 from loongrl.synthesis import output_name, synthesize
+from rlcore.testing import tiny_tokenizer
 
 L = 2048
 

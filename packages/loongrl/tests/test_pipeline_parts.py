@@ -3,13 +3,12 @@
 from collections.abc import Callable
 
 import pytest
-from rlcore.testing import tiny_tokenizer
-
 from loongrl.curriculum import build_curriculum, mine_hard_items
 from loongrl.data import DocPool, make_synthetic_qa
 from loongrl.difficulty_filter import compute_cem, extract_the_answer_is, filter_by_difficulty
 from loongrl.evaluation import evaluate_rows, run_niah, save_heatmap
 from loongrl.prompts import keychain_prompt, multihop_prompt, to_messages
+from rlcore.testing import tiny_tokenizer
 
 
 class ScriptedSampler:

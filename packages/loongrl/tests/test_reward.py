@@ -1,7 +1,6 @@
 import pytest
-from rlcore.rewards import call_reward
-
 from loongrl.reward import compute_f1, compute_sub_em, extract_final_answer, get_sub_em_reward
+from rlcore.rewards import call_reward
 
 
 class TestExtractFinalAnswer:

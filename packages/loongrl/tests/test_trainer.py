@@ -2,13 +2,12 @@ import json
 
 import pytest
 import torch
-from rlcore.io import write_jsonl
-from rlcore.testing import tiny_causal_lm, tiny_tokenizer
-
 from loongrl.config import TrainConfig
 from loongrl.data import make_synthetic_qa
 from loongrl.synthesis import synthesize
 from loongrl.trainer import grpo_args, keychain_rows, train
+from rlcore.io import write_jsonl
+from rlcore.testing import tiny_causal_lm, tiny_tokenizer
 
 # transformers 5.24 deprecates `is_gradient_checkpointing`, which trl 1.16 still reads while unwrapping the model for
 # generation; remove once trl reads `is_activation_checkpointing`.
