@@ -69,3 +69,19 @@ def test_run_eval_and_summary_pass_at_k():
     # problem 0 (batch index 0): chains 0,1 -> texts 4, 6 -> 1 of 2 correct; problem 1 likewise -> accuracy .5
     assert s["power"]["accuracy"] == 0.5 and s["power"]["pass@2"] == 1.0
     assert s["base"]["grade_errors"] == 0 and s["power"]["acceptance_rate"] == 0.5
+
+
+def test_builtin_data_reference_and_recipes_load():
+    from pathlib import Path
+
+    from power_sampling.config import EvalConfig
+    from rlcore.cli import load_config
+
+    problems = load_problems("arith", "builtin:arithmetic/test.jsonl", limit=3)
+    assert len(problems) == 3 and build_prompt("arith", problems[0]).startswith("Question:")
+    recipes = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 4
+    for r in recipes:
+        cfg = load_config(EvalConfig, r)
+        get_task(cfg.task)
+        assert all(get_method(m) is not None for m in cfg.methods)

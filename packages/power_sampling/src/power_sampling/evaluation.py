@@ -111,8 +111,14 @@ def _gpqa_record(rec: dict[str, Any], index: int, seed: int) -> dict[str, Any]:
 
 
 def load_problems(task: str, data: str, split: str = "test", limit: int = 0, seed: int = 0) -> list[dict[str, Any]]:
-    """Problems from a JSONL file, a JSON list (the reference's MATH500.json), or ``hf:<name>[:<config>]``."""
+    """Problems from a JSONL file, a JSON list (the reference's MATH500.json), ``builtin:<name>/<file>`` or
+    ``hf:<name>[:<config>]`` (a hub dataset; needs network access)."""
     spec = get_task(task)
+    if data.startswith("builtin:"):
+        from rlcore.builtins import resolve
+
+        name, _, rest = data.partition("/")
+        data = str(Path(resolve(name)) / rest)
     if data.startswith("hf:"):
         import datasets
 

@@ -3,17 +3,19 @@
 Both stores hold, for N chains, a *committed* sequence (prompt + current MCMC state) and, during a proposal, a
 *working* sequence = committed[:keep] + newly sampled tokens. The protocol:
 
-1. ``begin(keep, pending)``: start a proposal that keeps the first ``keep_i`` tokens of chain i; ``pending_i`` is
-   the last kept token (the one whose logits predict the first resampled token).
+1. ``begin(rows, keep, pending)``: the selected rows start a proposal that keeps the first ``keep_i`` tokens of
+   chain i; ``pending_i`` is the last kept token (the one whose logits predict the first resampled token).
 2. ``next_logits(active)`` -> ``(N, V)`` next-token logits for every row (rows not ``active`` give junk).
 3. ``push(tokens, active)``: append sampled tokens to the active rows.
-4. ``end(accept)``: rows with ``accept`` commit their working sequence; the others keep the old one.
+4. ``end(rows, accept)``: selected rows with ``accept`` commit their working sequence; the others keep the old one.
 
-:class:`KVCacheChains` keeps an HF ``DynamicCache`` with one row per chain in a right-aligned layout (row i's
-valid columns are the last ``n_i`` ones, positions ``0..n_i-1``). A proposal masks the columns after the kept
-prefix out (attention mask holes) and appends new columns; ``end`` gathers each row's surviving columns back into
-a right-aligned cache. Nothing before the resample index is ever recomputed, unlike the reference code, which
-re-encodes the whole prefix in ``model.generate`` for every proposal. :class:`ReencodeChains` re-runs the model
+Rows begin and end proposals independently, so a chain that finishes a short proposal starts its next move at
+the very next decode step while longer proposals of other chains continue (no batch-wide barrier).
+
+:class:`KVCacheChains` keeps an HF ``DynamicCache`` with one row per chain (row i's live columns are tracked by
+masks). A proposal masks the columns after the kept prefix out (attention-mask holes) and appends new columns;
+stale columns are dropped by an occasional gather. Nothing before the resample index is ever recomputed, unlike
+the reference code, which re-encodes the whole prefix in ``model.generate`` for every proposal. :class:`ReencodeChains` re-runs the model
 on every full sequence each step (right padding, so position t is column t): for models without a KV cache such
 as :class:`rlcore.testing.TableLM`.
 """
@@ -42,7 +44,13 @@ def _cache_layers(cache: Any) -> list[Any]:
 
 
 class KVCacheChains:
-    """Per-chain KV cache with prefix reuse (see the module docstring).
+    """Per-chain KV cache with prefix reuse (see the module docstring); ``begin``/``end`` act on a subset of rows,
+    so chains can start and finish proposals at different decode steps (continuous batching of MCMC moves).
+
+    Columns are tracked with three per-row masks: ``committed`` (the committed sequence minus its pending token),
+    ``work`` (the working sequence minus its pending token) and ``col_pos`` (the position each column encodes).
+    Column order does not matter to attention (positions are baked into the keys by RoPE) as long as the query is
+    the newest column, which it always is. When most columns are stale the cache is compacted by a gather.
 
     Args:
         model: an HF causal LM (or any rlcore LM returning a DynamicCache).
@@ -60,66 +68,70 @@ class KVCacheChains:
             if len(p) > 1:
                 ids[i, W - len(p) + 1:] = torch.as_tensor(p[:-1])
                 mask[i, W - len(p) + 1:] = 1
+        mask = mask.to(device)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
         self.cache = None
-        self.mask = mask.to(device)  # (N, S) valid cache columns, right-aligned
+        self.committed = mask.bool()  # (N, S)
+        self.work = mask.bool()  # (N, S)
+        self.col_pos = torch.where(self.committed, pos, -1)  # (N, S)
         if W > 0:
-            pos = (self.mask.cumsum(-1) - 1).clamp(min=0)
-            _, self.cache = lm_forward(model, ids.to(device), self.mask, pos, None, logits_to_keep=1)
-            self._compact(self.mask.bool())  # zero the pad columns (fully masked queries may have produced NaN)
+            _, self.cache = lm_forward(model, ids.to(device), mask, pos, None, logits_to_keep=1)
+            self._compact()  # zero the pad columns (fully masked queries may have produced NaN there)
         self.pending = torch.as_tensor([p[-1] for p in prompts], device=device)  # (N,) last token, not yet cached
-        self.length = torch.as_tensor([len(p) for p in prompts], device=device)  # (N,) committed length
+        self.committed_pending = self.pending.clone()
+        self.pos = torch.as_tensor([len(p) - 1 for p in prompts], device=device)  # (N,) position of pending
 
-    def begin(self, keep: torch.Tensor, pending: torch.Tensor) -> None:
-        S = self.mask.shape[1]
-        n_valid = self.length - 1  # (N,) cached columns of the committed sequence
-        first = S - n_valid  # (N,) column of position 0
-        col = torch.arange(S, device=self.device)[None, :]
-        self._old = (self.mask.bool(), self.pending.clone(), self.length.clone(), S)
-        self.work_mask = (col >= first[:, None]) & (col < (first + keep - 1)[:, None])  # (N, S) kept prefix
-        self.pending = pending.to(self.device).clone()
-        self.pos = keep - 1  # (N,) position of the pending token
-        self.work_len = keep.clone()
+    def begin(self, rows: torch.Tensor, keep: torch.Tensor, pending: torch.Tensor) -> None:
+        """Rows ``rows`` start a proposal keeping their first ``keep`` tokens (``pending`` = the last kept one)."""
+        kept = self.committed & (self.col_pos < (keep - 1)[:, None])  # (N, S)
+        self.work = torch.where(rows[:, None], kept, self.work)
+        self.pending = torch.where(rows, pending.to(self.device), self.pending)
+        self.pos = torch.where(rows, keep - 1, self.pos)
 
     @torch.no_grad()
     def next_logits(self, active: torch.Tensor) -> torch.Tensor:
-        attn = torch.cat([self.work_mask, active[:, None]], 1).long()  # (N, S+1)
-        logits, self.cache = lm_forward(self.model, self.pending[:, None], attn, self.pos[:, None], self.cache,
-                                        logits_to_keep=1)
-        self.work_mask = attn.bool()
+        attn = torch.cat([self.work, active[:, None]], 1)  # (N, S+1)
+        logits, self.cache = lm_forward(self.model, self.pending[:, None], attn.long(), self.pos[:, None],
+                                        self.cache, logits_to_keep=1)
+        self.work = attn
+        self.committed = torch.cat([self.committed, torch.zeros_like(active[:, None])], 1)
+        self.col_pos = torch.cat([self.col_pos, torch.where(active, self.pos, -1)[:, None]], 1)
         return logits[:, -1]  # (N, V)
 
     def push(self, tokens: torch.Tensor, active: torch.Tensor) -> None:
         self.pending = torch.where(active, tokens, self.pending)
         self.pos = self.pos + active.long()
-        self.work_len = self.work_len + active.long()
 
-    def end(self, accept: torch.Tensor) -> None:
-        old_mask, old_pending, old_len, S_old = self._old
-        W = self.work_mask.shape[1]
-        old = torch.zeros_like(self.work_mask)
-        old[:, :S_old] = old_mask
-        keep_cols = torch.where(accept[:, None], self.work_mask, old)  # (N, W)
-        self.pending = torch.where(accept, self.pending, old_pending)
-        self.length = torch.where(accept, self.work_len, old_len)
-        if W > 0:
-            self._compact(keep_cols)
+    def end(self, rows: torch.Tensor, accept: torch.Tensor) -> None:
+        """Rows ``rows`` finish their proposal: ``accept`` ones commit it, the others return to the committed state."""
+        acc = rows & accept
+        self.committed = torch.where(acc[:, None], self.work, self.committed)
+        self.committed_pending = torch.where(acc, self.pending, self.committed_pending)
+        self.work = torch.where(rows[:, None], self.committed, self.work)
+        self.pending = torch.where(rows, self.committed_pending, self.pending)
+        live = int((self.committed | self.work).sum(1).max())
+        if self.work.shape[1] > max(2 * live, live + 32):
+            self._compact()
 
-    def _compact(self, valid: torch.Tensor) -> None:
-        """Gather each row's ``valid`` columns into a right-aligned cache of width max(valid.sum(1))."""
+    def _compact(self) -> None:
+        """Gather each row's live (committed or working) columns into a right-aligned cache of the max live width."""
+        valid = self.committed | self.work  # (N, W)
         counts = valid.sum(1)  # (N,)
         S = int(counts.max()) if valid.numel() else 0
         order = torch.argsort(valid.to(torch.int8), dim=1, stable=True)[:, valid.shape[1] - S:]  # (N, S)
-        new_mask = torch.arange(S, device=self.device)[None, :] >= (S - counts)[:, None]  # (N, S)
+        keep = torch.arange(S, device=self.device)[None, :] >= (S - counts)[:, None]  # (N, S)
         if self.cache is not None:
             for layer in _cache_layers(self.cache):
                 if getattr(layer, "keys", None) is None or layer.keys.numel() == 0:
                     continue
                 H, D = layer.keys.shape[1], layer.keys.shape[3]
                 idx = order[:, None, :, None].expand(-1, H, -1, D)  # (N, H, S, D)
-                keep = new_mask[:, None, :, None]
-                layer.keys = torch.where(keep, layer.keys.gather(2, idx), 0)
-                layer.values = torch.where(keep, layer.values.gather(2, idx), 0)
-        self.mask = new_mask.long()
+                k4 = keep[:, None, :, None]
+                layer.keys = torch.where(k4, layer.keys.gather(2, idx), 0)
+                layer.values = torch.where(k4, layer.values.gather(2, idx), 0)
+        self.committed = self.committed.gather(1, order) & keep
+        self.work = self.work.gather(1, order) & keep
+        self.col_pos = torch.where(keep, self.col_pos.gather(1, order), -1)
 
 
 class ReencodeChains:
@@ -136,9 +148,11 @@ class ReencodeChains:
         for i, p in enumerate(prompts):
             self.committed[i, : len(p)] = torch.as_tensor(p)
         self.length = torch.as_tensor([len(p) for p in prompts], device=device)  # (N,)
+        self.work, self.work_len = self.committed.clone(), self.length.clone()
 
-    def begin(self, keep: torch.Tensor, pending: torch.Tensor) -> None:
-        self.work, self.work_len = self.committed.clone(), keep.clone()
+    def begin(self, rows: torch.Tensor, keep: torch.Tensor, pending: torch.Tensor) -> None:
+        self.work = torch.where(rows[:, None], self.committed, self.work)
+        self.work_len = torch.where(rows, keep, self.work_len)
 
     @torch.no_grad()
     def next_logits(self, active: torch.Tensor) -> torch.Tensor:
@@ -155,9 +169,12 @@ class ReencodeChains:
         self.work.scatter_(1, at, torch.where(active[:, None], tokens[:, None], self.work.gather(1, at)))
         self.work_len = self.work_len + active.long()
 
-    def end(self, accept: torch.Tensor) -> None:
-        self.committed = torch.where(accept[:, None], self.work, self.committed)
-        self.length = torch.where(accept, self.work_len, self.length)
+    def end(self, rows: torch.Tensor, accept: torch.Tensor) -> None:
+        acc = rows & accept
+        self.committed = torch.where(acc[:, None], self.work, self.committed)
+        self.length = torch.where(acc, self.work_len, self.length)
+        self.work = torch.where(rows[:, None], self.committed, self.work)
+        self.work_len = torch.where(rows, self.length, self.work_len)
 
 
 def make_chain_store(model: Any, prompts: list[list[int]], device: torch.device, pad_id: int = 0,

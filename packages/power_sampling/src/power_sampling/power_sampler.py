@@ -1,12 +1,13 @@
 """Power sampling: blockwise autoregressive MCMC towards p^alpha (paper Algorithm 1), batched over chains.
 
-For block k = 1..ceil(T/B): extend every unfinished chain by B tokens from the proposal (temperature 1/alpha),
-then run N_MCMC Metropolis-Hastings steps, each resampling the suffix after a uniform index over *all* generated
-positions; after the block, chains whose sequence ended with EOS are done. Per-token log q (proposal) and log p
+For block k = 1..ceil(T/B): extend the chain by B tokens from the proposal (temperature 1/alpha), then run
+N_MCMC Metropolis-Hastings steps, each resampling the suffix after a uniform index over *all* generated
+positions; after the block, a chain whose sequence ended with EOS is done. Per-token log q (proposal) and log p
 (raw model) are cached for each chain's current state, so the acceptance ratio needs no rescoring pass.
 
-All chains (prompts x num_chains) move together: one forward pass per decode step for the whole batch, with each
-chain's kept prefix served from the KV cache (:mod:`power_sampling.kv_cache`).
+All chains (prompts x num_chains) share one forward pass per decode step, each chain's kept prefix served from
+the KV cache (:mod:`power_sampling.kv_cache`). Chains are independent and run on their own schedules
+(continuous batching of MCMC moves): a chain whose proposal ends starts its next move at the next step.
 """
 
 from __future__ import annotations
@@ -135,7 +136,9 @@ class PowerSampler:
                num_chains: int = 1, callback: Callable[[int, int], None] | None = None) -> list[PowerSample]:
         """Run ``num_chains`` independent chains per prompt; returns them prompt-major (prompt 0's chains first).
 
-        ``callback(block, n_blocks)`` is called after each block (progress bars).
+        Each chain runs Algorithm 1 on its own schedule: a chain whose proposal ends starts its next move (next MH
+        step, or the next block's extension) at the following decode step, so no chain waits for the longest
+        proposal of the batch. ``callback(n_finished, n_chains)`` is called whenever chains finish (progress).
         """
         if num_chains < 1:
             raise ValueError(f"num_chains must be >= 1, got {num_chains}")
@@ -148,40 +151,93 @@ class PowerSampler:
         self._store = make_chain_store(self.model, rows, dev, pad, self.use_kv_cache, T)
         self._prompt_last = torch.as_tensor([p[-1] for p in rows], device=dev)
         self._prompt_len = torch.as_tensor([len(p) for p in rows], device=dev)
-        # column T is scratch: masked-out writes of _splice land there, so scatter indices never collide
-        self.gen = torch.full((N, T + 1), pad, dtype=torch.long, device=dev)  # (N, T+1) current states
-        self.logq = torch.zeros((N, T + 1), device=dev)  # (N, T+1) cached proposal log-probs
-        self.logp = torch.zeros((N, T + 1), device=dev)  # (N, T+1) cached raw model log-probs
-        self.length = torch.zeros(N, dtype=torch.long, device=dev)  # (N,) generated length
-        done = torch.zeros(N, dtype=torch.bool, device=dev)
+        # current states and their cached per-token log-probs; column T is scratch for masked-out writes
+        self.gen = torch.full((N, T + 1), pad, dtype=torch.long, device=dev)  # (N, T+1)
+        self.logq = torch.zeros((N, T + 1), device=dev)  # (N, T+1) proposal log q
+        self.logp = torch.zeros((N, T + 1), device=dev)  # (N, T+1) raw model log p
+        self.length = torch.zeros(N, dtype=torch.long, device=dev)  # (N,) generated length |x|
+        # the proposal in flight, per chain, aligned with generated positions
+        self._prop = (self.gen.clone(), self.logq.clone(), self.logp.clone())
+        self._m = torch.zeros(N, dtype=torch.long, device=dev)  # (N,) resample index of the move in flight
+        self._n_new = torch.zeros(N, dtype=torch.long, device=dev)  # (N,) tokens proposed so far in this move
+        self._target = torch.full((N,), min(self.block_size, T), dtype=torch.long, device=dev)  # (N,) L_k
+        self._is_ext = torch.ones(N, dtype=torch.bool, device=dev)  # (N,) move in flight is a block extension
+        self._moves_left = torch.full((N,), self.mcmc_steps, dtype=torch.long, device=dev)  # (N,) MH steps left
+        self._done = torch.zeros(N, dtype=torch.bool, device=dev)
         self._tokens = torch.zeros(N, dtype=torch.long, device=dev)
-        proposed = torch.zeros(N, dtype=torch.long, device=dev)
-        accepted = torch.zeros(N, dtype=torch.long, device=dev)
-        n_blocks = -(-T // self.block_size)
-        for k in range(1, n_blocks + 1):
-            target = min(k * self.block_size, T)
-            active = ~done
-            self._step(self.length.clone(), active, target, always_accept=True)  # extend by up to B tokens
-            for _ in range(self.mcmc_steps):
-                m = self._draw_index(active)
-                acc = self._step(m, active, target, always_accept=False)
-                proposed += active.long()
-                accepted += acc.long()
-            done |= self._ends_with_eos()
+        self._proposed = torch.zeros(N, dtype=torch.long, device=dev)
+        self._accepted = torch.zeros(N, dtype=torch.long, device=dev)
+        self._store.begin(~self._done, self._prompt_len.clone(), self._prompt_last)
+        steps = 0
+        while not bool(self._done.all()):
+            self._decode_step()
+            steps += 1
             if callback is not None:
-                callback(k, n_blocks)
-            if bool(done.all()):
-                break
-        self.stats = {"proposed": int(proposed.sum()), "accepted": int(accepted.sum()),
-                      "tokens_generated": int(self._tokens.sum())}
-        return self._collect(len(ids), num_chains, proposed, accepted)
+                callback(int(self._done.sum()), N)
+        self.stats = {"proposed": int(self._proposed.sum()), "accepted": int(self._accepted.sum()),
+                      "tokens_generated": int(self._tokens.sum()), "decode_steps": steps}
+        return self._collect(len(ids), num_chains, self._proposed, self._accepted)
 
     # ------------------------------------------------------------------ internals
-    def _draw_index(self, active: torch.Tensor) -> torch.Tensor:
+    def _decode_step(self) -> None:
+        """One batched forward: every unfinished chain samples one token of the move it is running."""
+        running = ~self._done
+        logits = self._store.next_logits(running)
+        logits = torch.where(running[:, None], logits, torch.zeros((), dtype=logits.dtype, device=self.device))
+        tok, lq, lp = self._sample_token(logits)
+        scratch = self.gen.shape[1] - 1
+        at = torch.where(running, self._m + self._n_new, scratch)[:, None]  # (N, 1)
+        for arr, val in zip(self._prop, (tok, lq, lp)):
+            arr.scatter_(1, at, val[:, None].to(arr.dtype))
+        self._store.push(tok, running)
+        self._n_new += running.long()
+        self._tokens += running.long()
+        fin = running & (self._m + self._n_new >= self._target)
+        if self.eos_token_id is not None:
+            fin = fin | (running & (tok == self.eos_token_id))
+        if bool(fin.any()):
+            self._finish_moves(fin)
+
+    def _finish_moves(self, fin: torch.Tensor) -> None:
+        """Accept/reject the moves that just ended, then start each chain's next move (or mark it done)."""
+        m, new_len = self._m, self._m + self._n_new
+        mh = fin & ~self._is_ext
+        prop_tok, prop_lq, prop_lp = self._prop
+        log_r = compute_acceptance_log_ratio(
+            logp_new=compute_suffix_sums(prop_lp, m, new_len), logp_cur=compute_suffix_sums(self.logp, m, self.length),
+            logq_new=compute_suffix_sums(prop_lq, m, new_len), logq_cur=compute_suffix_sums(self.logq, m, self.length),
+            alpha=self.alpha, len_new=new_len, len_cur=self.length.clamp(min=1))
+        accept = fin & (self._is_ext | compute_acceptance(log_r.cpu(), self._g_mh).to(self.device))
+        self._store.end(fin, accept)
+        col = torch.arange(self.gen.shape[1], device=self.device)[None, :]
+        write = accept[:, None] & (col >= m[:, None]) & (col < new_len[:, None])  # (N, T+1)
+        for arr, val in ((self.gen, prop_tok), (self.logq, prop_lq), (self.logp, prop_lp)):
+            arr.copy_(torch.where(write, val, arr))
+        self.length = torch.where(accept, new_len, self.length)
+        self._proposed += mh.long()
+        self._accepted += (mh & accept).long()
+        # schedule: another MH step in this block, else the next block's extension, else done
+        step = fin & (self._moves_left > 0)
+        block_end = fin & ~step
+        finished = block_end & (self._ends_with_eos() | (self._target >= self.max_new_tokens))
+        extend = block_end & ~finished
+        self._done |= finished
+        self._moves_left = torch.where(step, self._moves_left - 1, self._moves_left)
+        self._moves_left = torch.where(extend, self.mcmc_steps, self._moves_left)
+        self._target = torch.where(extend, (self._target + self.block_size).clamp(max=self.max_new_tokens),
+                                   self._target)
+        start = step | extend
+        self._m = torch.where(step, self._draw_index(), torch.where(extend, self.length, self._m))
+        self._is_ext = torch.where(start, extend, self._is_ext)
+        self._n_new = torch.where(start, 0, self._n_new)
+        prev = self.gen.gather(1, (self._m - 1).clamp(min=0)[:, None]).squeeze(1)
+        pending = torch.where(self._m > 0, prev, self._prompt_last)
+        self._store.begin(start, self._prompt_len + self._m, pending)
+
+    def _draw_index(self) -> torch.Tensor:
         """m ~ U{0, ..., |x|-1} per chain (the reference's ``random.randint(c, t-1)``): any generated position."""
         u = torch.rand(self.length.shape, generator=self._g_mh).to(self.device)
-        m = (u * self.length.to(u.dtype)).long().clamp(max=(self.length - 1).clamp(min=0))
-        return torch.where(active, m, self.length)
+        return (u * self.length.to(u.dtype)).long().clamp(max=(self.length - 1).clamp(min=0))
 
     def _ends_with_eos(self) -> torch.Tensor:
         if self.eos_token_id is None:
@@ -198,55 +254,6 @@ class PowerSampler:
         lq = logq_all.gather(-1, tok[:, None]).squeeze(-1)
         lp = logits.gather(-1, tok[:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
         return tok, lq, lp
-
-    def _step(self, m: torch.Tensor, active: torch.Tensor, target: int, always_accept: bool) -> torch.Tensor:
-        """Regenerate positions m.. (up to ``target`` or EOS) for the active chains, then accept or reject."""
-        dev = self.device
-        running = active & (m < target)
-        steps = int((target - m)[running].max()) if bool(running.any()) else 0
-        prev = self.gen.gather(1, (m - 1).clamp(min=0)[:, None]).squeeze(1)
-        pending = torch.where(m > 0, prev, self._prompt_last)
-        self._store.begin(self._prompt_len + m, pending)
-        new = torch.zeros((len(m), max(steps, 1)), dtype=torch.long, device=dev)  # (N, K)
-        lq = torch.zeros(new.shape, device=dev)
-        lp = torch.zeros(new.shape, device=dev)
-        n_new = torch.zeros_like(m)
-        for j in range(steps):
-            logits = self._store.next_logits(running)
-            logits = torch.where(running[:, None], logits, torch.zeros((), dtype=logits.dtype, device=dev))  # junk rows
-            tok, lq_j, lp_j = self._sample_token(logits)
-            new[:, j], lq[:, j], lp[:, j] = tok, lq_j, lp_j
-            self._store.push(tok, running)
-            n_new += running.long()
-            running = running & (m + n_new < target)
-            if self.eos_token_id is not None:
-                running = running & (tok != self.eos_token_id)
-            if not bool(running.any()):
-                break
-        self._tokens += n_new
-        new_len = m + n_new
-        if always_accept:
-            accept = active.clone()
-        else:
-            zero = torch.zeros_like(m)
-            log_r = compute_acceptance_log_ratio(
-                logp_new=compute_suffix_sums(lp, zero, n_new), logp_cur=compute_suffix_sums(self.logp, m, self.length),
-                logq_new=compute_suffix_sums(lq, zero, n_new), logq_cur=compute_suffix_sums(self.logq, m, self.length),
-                alpha=self.alpha, len_new=new_len, len_cur=self.length)
-            accept = active & compute_acceptance(log_r.cpu(), self._g_mh).to(dev)
-        self._store.end(accept)
-        self._splice(m, new, lq, lp, n_new, accept)
-        return accept
-
-    def _splice(self, m, new, lq, lp, n_new, accept) -> None:
-        """Write accepted suffixes into the cached state arrays (positions m .. m + n_new - 1)."""
-        scratch, K = self.gen.shape[1] - 1, new.shape[1]
-        j = torch.arange(K, device=self.device)[None, :]  # (1, K)
-        write = accept[:, None] & (j < n_new[:, None])  # (N, K)
-        cols = torch.where(write, m[:, None] + j, scratch)  # (N, K): unwritten entries all go to the scratch column
-        for arr, val in ((self.gen, new), (self.logq, lq), (self.logp, lp)):
-            arr.scatter_(1, cols, torch.where(write, val, arr.gather(1, cols)))
-        self.length = torch.where(accept, m + n_new, self.length)
 
     def _collect(self, n_prompts: int, num_chains: int, proposed, accepted) -> list[PowerSample]:
         eos = self._ends_with_eos().tolist()
