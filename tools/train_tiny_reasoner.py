@@ -240,7 +240,7 @@ def train(tok, args, log=print, on_checkpoint=None):
             recent = losses[-args.log_every:]
             log(f"step {step + 1}/{args.steps}  loss {sum(recent) / len(recent):.4f}  {time.time() - t0:.0f}s")
         if on_checkpoint is not None and args.save_every and (step + 1) % args.save_every == 0:
-            on_checkpoint(step + 1, model.eval())
+            on_checkpoint(step + 1, model.eval(), losses)
             model.train()
     return model.eval(), losses
 
@@ -299,6 +299,9 @@ def model_card(metrics: dict) -> str:
 
     m, a = metrics, metrics["args"]
     ev = m["eval"]
+    ckpt = (f"- The weights are the step-{a['steps']} checkpoint of a longer run with identical settings "
+            f"(`--save-every`); the learning-rate schedule ignores the total, so they are exactly what "
+            f"`--steps {a['steps']}` trains.\n") if m.get("from_checkpoint") else ""
     rows = "\n".join(f"| {k} | {ev['temperature_1']['by_kind'][k]:.3f} | {ev['greedy']['by_kind'][k]:.3f} |"
                      for k in ev["greedy"]["by_kind"])
     return f"""# tiny-reasoner (built-in: `builtin:tiny-reasoner`)
@@ -355,7 +358,7 @@ Sampling seed {m['eval_seed']}, `max_new_tokens=96`. `--evaluate` reproduces the
   embeddings, fp32 safetensors ({m['n_params']:,} parameters).
 - Optimiser: AdamW (lr {a['lr']}, betas 0.9/0.98, weight decay 0.01), {a['steps']} steps of {a['batch_size']}
   problems, {a['warmup']} warm-up steps then constant; loss on the completion only. Final loss {m['final_loss']:.4f}.
-- Time: {m['train_cpu_seconds'] / 60:.1f} CPU-minutes of training ({m['threads']} torch thread(s), {m['machine']});
+{ckpt}- Time: {m['train_cpu_seconds'] / 60:.1f} CPU-minutes of training ({m['threads']} torch thread(s), {m['machine']});
   {m['train_seconds'] / 60:.1f} min wall-clock on a 2-core machine shared with other jobs.
 
 Reproduce: `uv run --no-sync python tools/train_tiny_reasoner.py` (writes this folder and
@@ -396,6 +399,9 @@ def parse_args(argv=None):
                     help="torch threads (1 avoids OpenMP spin-waits when the cores are shared with other jobs)")
     ap.add_argument("--save-every", type=int, default=0, help="also save checkpoints to --ckpt-dir every N steps")
     ap.add_argument("--ckpt-dir", type=Path, default=None)
+    ap.add_argument("--from-checkpoint", type=Path, default=None,
+                    help="skip training: take the step---steps checkpoint of a longer run with the same settings "
+                         "(identical to training --steps steps, as the schedule ignores the total)")
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--out", type=Path, default=MODEL_DIR, help="model directory to write")
     ap.add_argument("--model-dir", type=Path, default=MODEL_DIR, help="model directory that --evaluate reads")
@@ -421,6 +427,21 @@ def compare(recorded: dict, got: dict, tol: float) -> list[str]:
         r, g = recorded[k]["accuracy"], got[k]["accuracy"]
         lines.append(f"{'ok  ' if abs(g - r) <= tol else 'FAIL'} {k}: recorded {r:.3f}, now {g:.3f} (tolerance ±{tol})")
     return lines
+
+
+def load_checkpoint(path: Path, tok, steps: int):
+    """(model, train_state) of a ``--save-every`` checkpoint, checked against ``--steps`` and the tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    state_file = path / "train_state.json"
+    if not state_file.exists():
+        raise FileNotFoundError(f"--from-checkpoint: {state_file} is missing (not a --save-every checkpoint)")
+    st = json.loads(state_file.read_text())
+    if st["step"] != steps:
+        raise ValueError(f"--from-checkpoint: {path} is step {st['step']}, but --steps is {steps}")
+    if AutoTokenizer.from_pretrained(str(path)).get_vocab() != tok.get_vocab():
+        raise ValueError(f"--from-checkpoint: the tokenizer in {path} differs from the one this seed trains")
+    return AutoModelForCausalLM.from_pretrained(str(path)).eval(), st
 
 
 def reevaluate(model_dir: Path = MODEL_DIR, eval_seed: int | None = None,
@@ -461,24 +482,32 @@ def main(argv=None) -> int:
         write_data(train_file, test)
     print(f"tokenizer: {len(tok)} tokens; example ids: {tok(build_prompt('Compute (3+4)*2.'))['input_ids']}")
     t0 = time.time()
-    def on_checkpoint(step, m):
+    c0 = time.process_time()
+
+    def state(step, losses):  # training figures recorded with a checkpoint and in the model card
+        return {"step": step, "final_loss": sum(losses[-50:]) / len(losses[-50:]),
+                "train_seconds": round(time.time() - t0, 1), "train_cpu_seconds": round(time.process_time() - c0, 1)}
+
+    def on_checkpoint(step, m, losses):
         d = args.ckpt_dir / f"step_{step}"
         m.save_pretrained(str(d))
         tok.save_pretrained(str(d))
+        (d / "train_state.json").write_text(json.dumps(state(step, losses), indent=2) + "\n")
         print(f"checkpoint {d}")
 
-    c0 = time.process_time()
-    model, losses = train(tok, args, on_checkpoint=on_checkpoint if args.ckpt_dir else None)
-    cpu_seconds = time.process_time() - c0
-    train_seconds = time.time() - t0
+    if args.from_checkpoint is not None:
+        model, st = load_checkpoint(args.from_checkpoint, tok, args.steps)
+    else:
+        model, losses = train(tok, args, on_checkpoint=on_checkpoint if args.ckpt_dir else None)
+        st = state(args.steps, losses)
     eval_seed = args.seed + 5
     ev = evaluate_all(model, tok, test, eval_seed)
     for k, v in ev.items():
         print(f"held-out accuracy ({k}): {v['accuracy']:.3f}  {v['by_kind']}")
     metrics = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                "n_params": sum(p.numel() for p in model.parameters()), "vocab_size": len(tok),
-               "final_loss": sum(losses[-50:]) / len(losses[-50:]), "train_seconds": round(train_seconds, 1),
-               "train_cpu_seconds": round(cpu_seconds, 1),
+               "final_loss": st["final_loss"], "train_seconds": st["train_seconds"],
+               "train_cpu_seconds": st["train_cpu_seconds"], "from_checkpoint": args.from_checkpoint is not None,
                "threads": args.threads, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                "torch": torch.__version__, "eval_seed": eval_seed, "eval": ev}
     if args.check:
@@ -489,7 +518,7 @@ def main(argv=None) -> int:
             save_all(model, tok, metrics, Path(d))
         return 1 if any(ln.startswith("FAIL") for ln in lines) else 0
     save_all(model, tok, metrics, args.out)
-    print(f"wrote {args.out} ({train_seconds / 60:.1f} min of training)")
+    print(f"wrote {args.out} ({st['train_seconds'] / 60:.1f} min of training)")
     return 0
 
 
