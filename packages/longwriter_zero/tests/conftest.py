@@ -25,9 +25,8 @@ def tiny_policy(tmp_path_factory):
 def tiny_rm(tmp_path_factory):
     """A random-init tiny Qwen2 sequence-classification RM (1 label) saved with its tokenizer."""
     import torch
-    from transformers import Qwen2ForSequenceClassification
-
     from rlcore.testing import tiny_qwen2_config, tiny_tokenizer
+    from transformers import Qwen2ForSequenceClassification
 
     tok = tiny_tokenizer()
     torch.manual_seed(3)

@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from longwriter_zero.advantage import compute_averaged_advantages
 
 

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-
 from longwriter_zero.advantage import compute_averaged_advantages
 from longwriter_zero.config import TrainConfig
 from longwriter_zero.train import load_prompts, train

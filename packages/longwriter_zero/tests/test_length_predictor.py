@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from longwriter_zero.length_predictor import LengthRangePredictor, parse_range_json, rule_based_range
 
 

@@ -1,7 +1,6 @@
 import pickle
 
 import pytest
-
 from longwriter_zero.length_reward import compute_length_reward, count_words, get_length_reward
 
 
@@ -14,6 +13,22 @@ class TestCountWords:
 
     def test_mixed(self):
         assert count_words("AI 模型 writes 文章") == 6  # AI, writes + 4 CJK chars
+
+
+    @pytest.mark.parametrize("seed", range(5))
+    def test_ascii_fast_path_matches_regex(self, seed):
+        import random
+        import re
+
+        rng = random.Random(seed)
+        alphabet = "abcXYZ019_ -,.'\n\t"
+        for _ in range(50):
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
+            assert count_words(text) == len(re.findall(r"\b[a-zA-Z]+\b", text)), text
+
+    def test_non_ascii_word_boundaries(self):
+        # unicode word chars glue to ASCII letters under \b: "café" and "AI模型" contain no [a-zA-Z]+ word
+        assert count_words("café AI模型") == 2  # only the 2 CJK chars
 
 
 class TestComputeLengthReward:

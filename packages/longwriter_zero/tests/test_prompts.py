@@ -1,5 +1,4 @@
 import pytest
-
 from longwriter_zero.prompts import (
     NOTHINK_TEMPLATE_EN,
     STOP_STRINGS,

@@ -1,7 +1,6 @@
 import pickle
 
 import pytest
-
 from longwriter_zero.writing_reward import check_rm_tokenizer, get_writing_reward, truncate_ids
 
 

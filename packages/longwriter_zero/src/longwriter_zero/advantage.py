@@ -1,8 +1,8 @@
-"""Advantage averaging (paper §RQ1): normalise each reward within its group, then average the z-scores.
+r"""Advantage averaging (paper §RQ1): normalise each reward within its group, then average the z-scores.
 
 .. math::
-    A_{k,i} = \\frac{r_{k,i} - \\mathrm{mean}_j r_{k,j}}{\\mathrm{std}_j r_{k,j} + \\epsilon}, \\qquad
-    A_i = \\frac{1}{K} \\sum_k A_{k,i}
+    A_{k,i} = \frac{r_{k,i} - \mathrm{mean}_j r_{k,j}}{\mathrm{std}_j r_{k,j} + \epsilon}, \qquad
+    A_i = \frac{1}{K} \sum_k A_{k,i}
 
 Raw rewards are never summed, so rewards on different scales (a length ratio in [0, 1], an unbounded RM logit, a
 format score in [-1, 1]) weigh the same. The formula lives in :func:`rlcore.pg.compute_per_reward_normalized_advantages`;
@@ -19,7 +19,6 @@ advantages never depend on other groups in the batch.
 from __future__ import annotations
 
 import torch
-
 from rlcore.pg import compute_per_reward_normalized_advantages
 
 __all__ = ["compute_averaged_advantages"]

@@ -1,4 +1,4 @@
-"""Arena-Write-style evaluation: pairwise judging against baseline responses, both orders, aggregated to Elo.
+r"""Arena-Write-style evaluation: pairwise judging against baseline responses, both orders, aggregated to Elo.
 
 Each (policy answer, baseline answer) pair is judged twice with the order swapped. The judge must end with a verdict
 ``[[A]]``, ``[[B]]`` or ``[[C]]`` (tie); any other output is *counted* as unparsable and leaves that judgement out.
@@ -7,7 +7,7 @@ OpenAI-compatible ``/chat/completions`` endpoint) are provided.
 
 Elo: Bradley-Terry strengths fitted by the minorisation-maximisation iteration on win counts (tie = half a win each),
 with one virtual tie per pair of models that met (keeps an unbeaten model finite), shown as
-:math:`400 \\log_{10} p` centred on 1000; intervals are percentiles over bootstrap resamples of the judgements.
+:math:`400 \log_{10} p` centred on 1000; intervals are percentiles over bootstrap resamples of the judgements.
 """
 
 from __future__ import annotations

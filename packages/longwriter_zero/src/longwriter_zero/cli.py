@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import typer
-
 from rlcore.cli import config_command, console
 
 from .config import EvalConfig, GenerateConfig, PredictLengthConfig, TrainConfig, TrainRMConfig
@@ -20,6 +19,7 @@ app = typer.Typer(help="LongWriter-Zero: RL for ultra-long writing (length, writ
 
 @config_command(app, "train", TrainConfig, help="GRPO on a prompts JSONL with the three rewards and advantage averaging.")
 def train_cmd(cfg: TrainConfig) -> None:
+    """Run GRPO training."""
     from .train import train
 
     res = train(cfg)
@@ -32,6 +32,7 @@ def train_cmd(cfg: TrainConfig) -> None:
 
 @config_command(app, "generate", GenerateConfig, help="Answer requests with the paper's prompt; streams a single question.")
 def generate_cmd(cfg: GenerateConfig) -> None:
+    """Generate answers."""
     from .generation import generate_file, stream_answer
 
     if cfg.question:
@@ -43,6 +44,7 @@ def generate_cmd(cfg: GenerateConfig) -> None:
 
 @config_command(app, "predict-length", PredictLengthConfig, help="Add length_range to each record (rules, then an LM assessor).")
 def predict_length_cmd(cfg: PredictLengthConfig) -> None:
+    """Predict length ranges."""
     from .length_predictor import predict_length_file
 
     counts = predict_length_file(cfg)
@@ -51,6 +53,7 @@ def predict_length_cmd(cfg: PredictLengthConfig) -> None:
 
 @config_command(app, "eval", EvalConfig, help="Length adherence, format validity, repetition; Elo vs baselines with a judge.")
 def eval_cmd(cfg: EvalConfig) -> None:
+    """Evaluate generations."""
     from .evaluate import evaluate
 
     typer.echo(json.dumps(evaluate(cfg), indent=2, ensure_ascii=False))
@@ -58,6 +61,7 @@ def eval_cmd(cfg: EvalConfig) -> None:
 
 @config_command(app, "train-rm", TrainRMConfig, help="Train a Bradley-Terry writing RM on preference pairs (TRL RewardTrainer).")
 def train_rm_cmd(cfg: TrainRMConfig) -> None:
+    """Train a writing reward model."""
     from .rm_training import train_reward_model
 
     typer.echo(json.dumps(train_reward_model(cfg)))

@@ -39,7 +39,6 @@ def _policy_path(tmp: Path) -> tuple[str, str]:
 
 def _mean_length_reward(model_path: str, n_samples: int, max_new_tokens: int, seed: int) -> float:
     import torch
-
     from rlcore.builtins import load_model_and_tokenizer
 
     from .length_reward import get_length_reward

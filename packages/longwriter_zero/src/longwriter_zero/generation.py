@@ -39,7 +39,6 @@ def stream_answer(cfg: Any) -> str:
 def generate_file(cfg: Any) -> int:
     """Answer every ``question`` of ``cfg.input``; writes question, completion, answer (+ the input fields)."""
     import torch
-
     from rlcore.io import DataError, read_jsonl, write_jsonl
 
     records = read_jsonl(cfg.input)

@@ -1,7 +1,7 @@
-"""Length RM: reward the answer's length for landing in the query's predicted word range (paper §RQ1, Length RM).
+r"""Length RM: reward the answer's length for landing in the query's predicted word range (paper §RQ1, Length RM).
 
-Words are counted as in the LongWriter family: English words (``\\b[a-zA-Z]+\\b``) plus CJK characters
-(``[\\u4e00-\\u9fff]``), on the ``<answer>`` part only (thinking does not count).
+Words are counted as in the LongWriter family: English words (``\b[a-zA-Z]+\b``) plus CJK characters
+(``[\u4e00-\u9fff]``), on the ``<answer>`` part only (thinking does not count).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from rlcore.rewards import completion_text
 
 from .prompts import extract_answer
@@ -21,14 +22,40 @@ _CJK_CHAR = re.compile(r"[\u4e00-\u9fff]")
 DEFAULT_L_MAX = 12_000
 
 
+def _is_word_char(cp: np.ndarray) -> np.ndarray:
+    r"""``re``'s ``\w`` for str patterns (alphanumeric or ``_``) per code point; non-ASCII looked up once each."""
+    word = ((cp >= 48) & (cp <= 57)) | ((cp >= 65) & (cp <= 90)) | ((cp >= 97) & (cp <= 122)) | (cp == 95)
+    high = cp > 127
+    if high.any():
+        uniq = np.unique(cp[high])
+        alnum = uniq[np.fromiter((chr(c).isalnum() for c in uniq), dtype=bool, count=uniq.size)]
+        word |= np.isin(cp, alnum)
+    return word
+
+
 def count_words(text: str) -> int:
-    """English words plus CJK characters.
+    r"""English words plus CJK characters.
+
+    Exactly ``len(re.findall(r"\b[a-zA-Z]+\b", text)) + len(re.findall(r"[\u4e00-\u9fff]", text))``,
+    computed on the code-point array with numpy: an English word is a maximal run of word characters that holds
+    only ASCII letters (~20x faster than the regexes on long answers; checked against them in the tests).
 
     Example:
-        >>> count_words("Hello, world! 你好世界 x2")  # hello, world, x (x2 is not [a-zA-Z]+ bounded) + 4 CJK
+        >>> count_words("Hello, world! 你好世界 x2")  # hello, world, 4 CJK chars (x2 is not [a-zA-Z]+ bounded)
         6
     """
-    return len(_EN_WORD.findall(text)) + len(_CJK_CHAR.findall(text))
+    if not text:
+        return 0
+    cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # (L,) code points
+    word = _is_word_char(cp)
+    starts = word.copy()
+    starts[1:] &= ~word[:-1]  # first char of each run of word chars
+    n_runs = int(starts.sum())
+    letter = ((cp >= 65) & (cp <= 90)) | ((cp >= 97) & (cp <= 122))
+    other = word & ~letter  # word chars that disqualify their run
+    n_bad = np.unique(np.cumsum(starts)[other]).size if other.any() else 0
+    n_cjk = int(((cp >= 0x4E00) & (cp <= 0x9FFF)).sum())
+    return n_runs - n_bad + n_cjk
 
 
 def compute_length_reward(length: int, lower: int, upper: int, l_max: int = DEFAULT_L_MAX) -> float:
@@ -42,7 +69,8 @@ def compute_length_reward(length: int, lower: int, upper: int, l_max: int = DEFA
 
     Args:
         length: the answer's word count :math:`\ell`.
-        lower, upper: the predicted range :math:`[L_{lo}, L_{hi}]` (``0 <= lower <= upper``, not both 0).
+        lower: the predicted range's lower bound :math:`L_{lo}`.
+        upper: its upper bound :math:`L_{hi}`; together :math:`[L_{lo}, L_{hi}]` (``0 <= lower <= upper``, not both 0).
         l_max: the length where the upper ramp reaches 0 (not published; default the 12,000-word ceiling of the
             range assessor).
 

@@ -1,8 +1,8 @@
-"""The policy's raw-completion prompts (Think / No-think, English / Chinese) and answer extraction.
+r"""The policy's raw-completion prompts (Think / No-think, English / Chinese) and answer extraction.
 
 LongWriter-Zero trains a *base* model, so the policy sees a plain completion prompt, not a chat template: a fixed
 preamble, then ``<|user|>: {question} <|assistant|>:`` (Chinese: ``<|用户|>: {question} <|助手|>:``). The Chinese
-template is chosen whenever the question holds any CJK character (``[\\u4e00-\\u9fff]``). Generation stops at
+template is chosen whenever the question holds any CJK character (``[\u4e00-\u9fff]``). Generation stops at
 ``<|user|>``, ``<|endoftext|>`` or ``</answer>``, so the closing ``</answer>`` is usually *missing* from the output
 and :func:`extract_answer` accepts that.
 

@@ -1,6 +1,6 @@
-"""Train a Bradley-Terry writing RM on preference pairs with TRL's ``RewardTrainer`` (``longwriter-zero train-rm``).
+r"""Train a Bradley-Terry writing RM on preference pairs with TRL's ``RewardTrainer`` (``longwriter-zero train-rm``).
 
-Loss (TRL, the paper's Writing-RM objective): :math:`-\\mathbb{E}\\,\\log\\sigma(r(x, y_w) - r(x, y_l))`. Pairs
+Loss (TRL, the paper's Writing-RM objective): :math:`-\mathbb{E}\,\log\sigma(r(x, y_w) - r(x, y_l))`. Pairs
 longer than ``max_length`` tokens are dropped by TRL; the number kept is reported.
 """
 
@@ -37,11 +37,10 @@ def load_pairs(path: str) -> list[dict[str, str]]:
 def train_reward_model(cfg: Any) -> dict[str, Any]:
     """Train and save the RM under ``cfg.output_dir``; returns the path, pairs used and the final loss."""
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from trl import RewardConfig, RewardTrainer
-
     from rlcore.builtins import resolve
     from rlcore.device import seed_everything
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
 
     seed_everything(cfg.seed)
     pairs = load_pairs(cfg.dataset)

@@ -105,11 +105,10 @@ def _resume_arg(cfg: TrainConfig) -> str | bool | None:
 def train(cfg: TrainConfig, callbacks: list | None = None, **grpo_overrides: Any) -> dict[str, Any]:
     """Run GRPO; returns the log history and the path of the saved final model."""
     from datasets import Dataset
-    from transformers import AutoTokenizer
-
     from rlcore.builtins import resolve
     from rlcore.device import get_device, resolve_dtype, seed_everything
     from rlcore.io import write_json, write_jsonl
+    from transformers import AutoTokenizer
 
     from .trainer import LongWriterGRPOTrainer
 

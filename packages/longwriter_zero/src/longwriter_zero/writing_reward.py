@@ -1,12 +1,12 @@
-"""Writing RM: a Bradley-Terry sequence-classification reward model scores the answer's quality (paper §RQ1).
+r"""Writing RM: a Bradley-Terry sequence-classification reward model scores the answer's quality (paper §RQ1).
 
 The paper's Writing RM (Qwen2.5-72B trained on labelled preference pairs with
-:math:`-\\mathbb{E}\\log\\sigma(r(x,y_w) - r(x,y_l))`) is not released, so any HF
+:math:`-\mathbb{E}\log\sigma(r(x,y_w) - r(x,y_l))`) is not released, so any HF
 ``AutoModelForSequenceClassification`` with one output works here, and :func:`train_reward_model` trains one with
 TRL's ``RewardTrainer`` (the same loss).
 
 Input to the RM: the user's *question* (not the policy's long preamble) and the *answer* (thinking stripped),
-joined as ``question + "\\n\\n" + answer``.
+joined as ``question + "\n\n" + answer``.
 
 Truncation policy (``max_length`` RM tokens; long writing easily exceeds an RM's window):
 
@@ -96,10 +96,9 @@ class WritingReward:
     def load(self):
         """Load the RM once (lazily, so the factory stays cheap and picklable)."""
         if self._model is None:
-            from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
             from rlcore.builtins import resolve
             from rlcore.device import get_device, resolve_dtype
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
             path = resolve(self.model_path)
             tok = AutoTokenizer.from_pretrained(path)

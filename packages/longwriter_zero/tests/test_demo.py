@@ -1,0 +1,15 @@
+import pytest
+
+
+# TRL 1.16 / transformers 5.x call their own deprecated gradient_checkpointing aliases.
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*gradient_checkpointing.* is deprecated:FutureWarning")
+def test_demo_quick_runs_and_reports_computed_figures():
+    from longwriter_zero.demo import run_demo
+
+    res = run_demo(quick=True)
+    assert set(res) == {"what", "headline", "metrics"}
+    m = res["metrics"]
+    assert 0 <= m["length_reward_before"] <= 1 and 0 <= m["length_reward_after"] <= 1
+    assert f"{m['length_reward_before']:.3f}" in res["headline"]
+    assert len(m["logged_length_reward_per_step"]) == m["steps"]
