@@ -48,20 +48,22 @@ class SentenceEmbedder:
     """
 
     def __init__(self, path: str | None = None, device: str = "cpu", batch_size: int = 64):
-        from sentence_transformers import SentenceTransformer
-
         from rlcore.builtins import default_encoder_path
 
         self.path = path or default_encoder_path()
-        self.model = SentenceTransformer(self.path, device=device)
-        self.batch_size = batch_size
+        self.device, self.batch_size = device, batch_size
+        self._model = None  # loaded on first use, so a run that fails earlier never pays for it
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         """Embed ``texts`` -> (N, d) float32 unit vectors."""
         if not texts:
             raise ValueError("no texts to embed")
-        emb = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                convert_to_numpy=True, show_progress_bar=False)
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(self.path, device=self.device)
+        emb = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False)
         return l2_normalize(emb)
 
 

@@ -78,7 +78,7 @@ def build_grpo_rows(users: dict[str, UserData], history_size: int, seed: int, ha
     return rows
 
 
-def _grpo_trainer(cfg: TrainConfig, rows: list[dict], curriculum: bool):
+def _grpo_trainer(cfg: TrainConfig, rows: list[dict], curriculum: bool, judge: Any = None):
     import datasets
     from trl import GRPOTrainer
 
@@ -98,7 +98,7 @@ def _grpo_trainer(cfg: TrainConfig, rows: list[dict], curriculum: bool):
         reward_weights=[cfg.beta] if curriculum else [cfg.alpha, cfg.beta],
     )
     model, tok = load_model_and_tokenizer(cfg.model, device="cpu" if args.use_cpu else None)
-    funcs = [get_outcome_reward()] if curriculum else [get_process_reward(), get_outcome_reward()]
+    funcs = [get_outcome_reward()] if curriculum else [get_process_reward(judge), get_outcome_reward()]
     return GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=datasets.Dataset.from_list(rows),
                        processing_class=tok)
 
@@ -124,8 +124,11 @@ def _sft_trainer(cfg: TrainConfig):
                       processing_class=tok), counts
 
 
-def run_training(cfg: TrainConfig, save: bool = True) -> dict[str, Any]:
-    """Run one stage; returns the trainer's log history and data counts (and saves the model when ``save``)."""
+def run_training(cfg: TrainConfig, save: bool = True, judge: Any = None) -> dict[str, Any]:
+    """Run one stage; returns the trainer's log history and data counts (and saves the model when ``save``).
+
+    ``judge``: the stage-2 process judge ``(query, stated_criteria, chain) -> [0, 1]`` (default: lexical coverage).
+    """
     from .data import group_by_user, load_rows, load_stated_criteria
 
     counts: dict[str, int] = {}
@@ -136,7 +139,7 @@ def run_training(cfg: TrainConfig, save: bool = True) -> dict[str, Any]:
         rows = build_grpo_rows(group_by_user(load_rows(cfg.data), stated), cfg.history_size, cfg.seed,
                                cfg.hard_fraction)
         counts = {"prompts": len(rows), "hard": sum(r["hard"] for r in rows)}
-        trainer = _grpo_trainer(cfg, rows, curriculum=cfg.stage == "curriculum")
+        trainer = _grpo_trainer(cfg, rows, curriculum=cfg.stage == "curriculum", judge=judge)
     trainer.train()
     if save:
         trainer.save_model(cfg.output_dir)

@@ -1,0 +1,84 @@
+import json
+
+import pytest
+
+from rlcore.io import DataError
+
+from p_genrm.data import group_by_user, load_requests, load_rows, load_stated_criteria, sample_history
+
+
+def write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def row(user, split_, i, **kw):
+    r = {"user_id": user, "split": split_, "context": [{"content": f"q{i}"}], "chosen": {"content": f"c{i}"},
+         "rejected": {"content": f"r{i}"}, "conversation_id": f"{user}-{i}"}
+    r.update(kw)
+    return r
+
+
+def test_load_rows_and_per_user_splits(tmp_path):
+    rows = [row("a", "train", i) for i in range(4)] + [row("a", "test", 9), row("b", "val", 5),
+                                                       row("b", "test", 6, context="plain string query")]
+    users = group_by_user(load_rows(write(tmp_path / "d.jsonl", rows)), {"b": "values: honesty"})
+    assert [len(users["a"].train), len(users["a"].test), len(users["b"].val)] == [4, 1, 1]
+    assert users["b"].stated_criteria == "values: honesty" and users["a"].stated_criteria is None
+    assert users["b"].test[0].query == "plain string query"
+
+
+def test_multi_turn_context_keeps_first_turn_for_history(tmp_path):
+    r = row("a", "train", 0, context=[{"content": "hello"}, {"content": "hi!"}, {"content": "more?"}])
+    (pr,) = load_rows(write(tmp_path / "d.jsonl", [r]))
+    assert pr.first_turn == "hello" and pr.query == "User: hello\nAssistant: hi!\nUser: more?"
+    assert pr.as_history().user == "hello"
+
+
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        ({"split": "dev"}, "split must be one of"),
+        ({"chosen": {"text": "x"}}, "'chosen' must be"),
+        ({"rejected": "   "}, "'rejected' is empty"),
+        ({"context": []}, "'context' must be"),
+    ],
+)
+def test_bad_rows_name_file_and_line(tmp_path, bad, msg):
+    path = write(tmp_path / "d.jsonl", [row("a", "train", 0), row("a", "train", 1, **bad)])
+    with pytest.raises(DataError, match=f"d.jsonl:2: .*{msg}"):
+        load_rows(path)
+
+
+def test_missing_field_and_missing_file(tmp_path):
+    r = row("a", "train", 0)
+    del r["user_id"]
+    with pytest.raises(DataError, match="d.jsonl:1: record lacks required field"):
+        load_rows(write(tmp_path / "d.jsonl", [r]))
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        load_rows(tmp_path / "nope.jsonl")
+
+
+def test_stated_criteria(tmp_path):
+    p = write(tmp_path / "s.jsonl", [{"user_id": "u", "stated_prefs": {"values": 90, "fluency": 40}},
+                                     {"user_id": "v", "stated_prefs": "I like short answers"},
+                                     {"user_id": "w", "stated_prefs": None}])
+    assert load_stated_criteria(p) == {"u": "values: 90\nfluency: 40", "v": "I like short answers"}
+
+
+def test_sample_history_seeded_and_leave_one_out(tmp_path):
+    users = group_by_user(load_rows(write(tmp_path / "d.jsonl", [row("a", "train", i) for i in range(10)])))
+    pool = users["a"].train
+    h1 = sample_history(pool, 3, seed=42, exclude="a-0", key="x")
+    assert h1 == sample_history(pool, 3, seed=42, exclude="a-0", key="x") and len(h1) == 3
+    assert all(h.chosen != "c0" for h in sample_history(pool, 9, exclude="a-0"))
+    assert sample_history([], 6) == ()  # a user with no history: empty, the prompt says so
+
+
+def test_load_requests_validates_history(tmp_path):
+    ok = {"query": "q", "response_1": "a", "response_2": "b", "history": [{"user": "u", "chosen": "c",
+                                                                          "rejected": "r"}]}
+    (req,) = load_requests(write(tmp_path / "r.jsonl", [ok]))
+    assert req.history[0].chosen == "c"
+    with pytest.raises(DataError, match="r.jsonl:1: 'history' must be"):
+        load_requests(write(tmp_path / "r.jsonl", [{**ok, "history": [{"user": "u"}]}]))
