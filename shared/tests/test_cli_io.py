@@ -3,13 +3,12 @@ import json
 
 import pytest
 import typer
-from typer.testing import CliRunner
-
 from rlcore.builtins import check_vocab, resolve
 from rlcore.cli import config_command, load_config, option
 from rlcore.device import get_device, get_dtype, resolve_dtype, seed_everything
 from rlcore.io import DataError, atomic_write, read_jsonl, write_jsonl
 from rlcore.training import accelerate_config_path, make_grpo_config
+from typer.testing import CliRunner
 
 
 @dataclasses.dataclass

@@ -1,7 +1,6 @@
 import math
 
 import pytest
-
 from rlcore.rewards import (
     call_reward,
     check_rewards,

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from rlcore import pg
 from rlcore.rewards import extract_boxed
 from rlcore.testing import tiny_causal_lm, tiny_tokenizer

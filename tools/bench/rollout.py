@@ -14,10 +14,9 @@ import argparse
 import time
 
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
-
 from rlcore.device import get_device, get_dtype
 from rlcore.rollout import HFGenerator, SamplingParams
+from transformers import Qwen2Config, Qwen2ForCausalLM
 
 SHAPES = {
     # Qwen2.5-0.5B: 24 layers, hidden 896, 14 heads / 2 KV heads, MLP 4864, vocab 151936, tied embeddings

@@ -30,6 +30,7 @@ def resolve(ref: str) -> str:
 
     Raises:
         ValueError: an unknown built-in (the message lists the known ones).
+
     """
     if not ref.startswith(PREFIX):
         return ref
@@ -57,6 +58,7 @@ def load_model_and_tokenizer(ref: str, device=None, dtype=None, padding_side: st
 
     Raises:
         ValueError: the model's vocabulary is smaller than the tokenizer's (a model/tokenizer mismatch).
+
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

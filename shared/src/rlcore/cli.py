@@ -11,6 +11,7 @@ Example:
     >>> @config_command(app, "train", Cfg)
     ... def train(cfg: Cfg) -> None:
     ...     print(cfg.lr)
+
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def load_config(cls: type[C], path: str | Path | None = None, **overrides: Any) 
 
     Raises:
         ValueError: the file names a key that is not a field of ``cls`` (the message lists the unknown keys).
+
     """
     values: dict[str, Any] = {}
     if path is not None:
@@ -166,7 +168,14 @@ def fail(message: str, code: int = 2) -> typing.NoReturn:
 
 def progress(**kw: Any):
     """A rich progress bar (description, bar, M/N, elapsed, remaining) on stderr; use as a context manager."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("[progress.description]{task.description}"),

@@ -23,6 +23,7 @@ def iter_jsonl(path: str | os.PathLike, required: Sequence[str] = ()) -> Iterato
     Raises:
         FileNotFoundError: the file does not exist (the message names it).
         DataError: a line is not valid JSON, not an object, or lacks a ``required`` key (file:line named).
+
     """
     p = Path(path)
     if not p.is_file():

@@ -55,6 +55,7 @@ def extract_tag(text: str, tag: str, allow_unclosed: bool = True) -> str | None:
         'Paris and'
         >>> extract_tag("no tags", "answer") is None
         True
+
     """
     open_t, close_t = f"<{tag}>", f"</{tag}>"
     start = text.find(open_t)
@@ -77,6 +78,7 @@ def extract_think_answer(text: str) -> tuple[str | None, str | None]:
         ('a', 'b')
         >>> extract_think_answer("<think>a</think> b")
         ('a', 'b')
+
     """
     think = extract_tag(text, "think")
     answer = extract_tag(text, "answer")
@@ -96,6 +98,7 @@ def extract_boxed(text: str, after: str | None = None) -> str | None:
         '\\frac{1}{2}'
         >>> extract_boxed(r"\boxed{unclosed") is None
         True
+
     """
     if after is not None and after in text:
         text = text.rsplit(after, 1)[1]
@@ -128,6 +131,7 @@ def normalize_answer(s: str) -> str:
     Example:
         >>> normalize_answer("The  Eiffel Tower!")
         'eiffel tower'
+
     """
     s = s.lower()
     s = "".join(ch for ch in s if ch not in _PUNCT)
@@ -141,6 +145,7 @@ def check_rewards(name: str, values: Sequence[float | None], n: int) -> list[flo
     Raises:
         ValueError: naming the reward function, on a wrong count or a NaN/inf value (a NaN is a bug in the
             reward, not "skip": use ``None`` for that).
+
     """
     values = list(values)
     if len(values) != n:

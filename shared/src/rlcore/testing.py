@@ -8,6 +8,7 @@ Example:
     >>> tok = tiny_tokenizer(); model = tiny_causal_lm(tok)
     >>> model.config.vocab_size == len(tok)
     True
+
 """
 
 from __future__ import annotations
@@ -159,8 +160,9 @@ class TableLM:
         self.config.eos_token_id = eos_token_id
 
     def __call__(self, input_ids, attention_mask=None, **_: Any):
-        import torch
         from types import SimpleNamespace
+
+        import torch
 
         B, T = input_ids.shape
         if T > self.max_len:
@@ -176,7 +178,7 @@ class TableLM:
         return iter([self.table])
 
     def exact_logprob(self, prefix: list[int], continuation: list[int]) -> float:
-        """log p(continuation | prefix) under the table."""
+        """Log p(continuation | prefix) under the table."""
         import torch
 
         seq = prefix + continuation
