@@ -160,6 +160,7 @@ def main() -> None:
         "theoretical_multiplier_NT_over_4B": round(theory, 2),
         "expected_multiplier_exact": round(exact, 2),
         "overhead_over_theory": round(t_ours / t_std / theory, 2) if theory else None,
+        "decode_steps_ours": ours.stats["decode_steps"], "decode_steps_standard": T,
         "mean_acceptance": round(sum(s.acceptance_rate for s in samples) / len(samples), 3),
     }
     print(json.dumps(res, indent=2))

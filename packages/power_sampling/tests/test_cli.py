@@ -2,11 +2,10 @@ import dataclasses
 import json
 
 import pytest
-from typer.testing import CliRunner
-
 from power_sampling.cli import app
 from power_sampling.config import EvalConfig, GenerateConfig, SamplerConfig
 from rlcore.testing import save_tiny_causal_lm
+from typer.testing import CliRunner
 
 runner = CliRunner()
 

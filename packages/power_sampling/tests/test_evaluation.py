@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from power_sampling.evaluation import build_prompt, get_method, get_task, load_problems, run_eval, summarize
 from power_sampling.power_sampler import PowerSample
 from rlcore.io import DataError

@@ -1,5 +1,4 @@
 import pytest
-
 from power_sampling.grading import (
     compute_pass_at_k,
     extract_choice,

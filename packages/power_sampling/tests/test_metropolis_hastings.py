@@ -1,7 +1,6 @@
 import math
 
 import torch
-
 from power_sampling.metropolis_hastings import (
     compute_acceptance,
     compute_acceptance_log_ratio,

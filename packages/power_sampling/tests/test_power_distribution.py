@@ -1,8 +1,11 @@
 import math
 
 import torch
-
-from power_sampling.power_distribution import compute_power_distribution, compute_total_variation, enumerate_sequences
+from power_sampling.power_distribution import (
+    compute_power_distribution,
+    compute_total_variation,
+    enumerate_sequences,
+)
 from rlcore.testing import TableLM
 
 

@@ -3,9 +3,12 @@ import math
 
 import pytest
 import torch
-
 from power_sampling import PowerSampler
-from power_sampling.power_distribution import compute_power_distribution, compute_total_variation, enumerate_sequences
+from power_sampling.power_distribution import (
+    compute_power_distribution,
+    compute_total_variation,
+    enumerate_sequences,
+)
 from rlcore.testing import TableLM, tiny_causal_lm, tiny_tokenizer
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-
 from rlcore.cli import config_command, config_to_dict, console
 
 from .config import EvalConfig, GenerateConfig
@@ -61,7 +60,6 @@ def generate(cfg: GenerateConfig) -> None:
 def evaluate(cfg: EvalConfig) -> None:
     """Evaluate methods (power, low_temp, base) on a task; results JSONL + <output>.summary.json + a table."""
     from rich.table import Table
-
     from rlcore.cli import progress
     from rlcore.io import write_json, write_jsonl
 
@@ -92,4 +90,5 @@ def evaluate(cfg: EvalConfig) -> None:
 
 
 def main() -> None:
+    """Console-script entry point."""
     app()

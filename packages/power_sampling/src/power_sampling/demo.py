@@ -15,15 +15,14 @@ from typing import Any
 __all__ = ["run_demo"]
 
 
-def _tiny_reasoner_demo(quick: bool) -> dict[str, Any]:
+def _tiny_reasoner_demo(quick: bool, model_ref: str = "builtin:tiny-reasoner") -> dict[str, Any]:
     import torch
-
     from rlcore.builtins import load_model_and_tokenizer, resolve
 
     from .evaluation import load_problems, run_eval, summarize
     from .power_sampler import PowerSampler
 
-    model, tok = load_model_and_tokenizer("builtin:tiny-reasoner", device="cpu", dtype="fp32")
+    model, tok = load_model_and_tokenizer(model_ref, device="cpu", dtype="fp32")
     data = f"{resolve('builtin:arithmetic')}/test.jsonl"
     problems = [p for p in load_problems("arith", data) if int(p.get("steps", 1)) >= 2]  # multi-step: harder
     problems = problems[: 6 if quick else 16]
@@ -42,7 +41,7 @@ def _tiny_reasoner_demo(quick: bool) -> dict[str, Any]:
     return {
         "what": f"power sampling (alpha=4, B=16, N_MCMC={kw['mcmc_steps']}, T=64) vs low-temperature (tau=1/4) vs "
                 f"standard sampling on {len(problems)} held-out multi-step builtin:arithmetic problems x 2 samples, "
-                "builtin:tiny-reasoner",
+                f"{model_ref}",
         "headline": f"accuracy power {acc['power']:.3f} / low-temp {acc['low_temp']:.3f} / base {acc['base']:.3f}; "
                     f"power used {s['power']['mean_tokens_generated'] / max(s['base']['mean_tokens_generated'], 1):.1f}x "
                     "the tokens of standard sampling",
@@ -52,7 +51,6 @@ def _tiny_reasoner_demo(quick: bool) -> dict[str, Any]:
 
 def _toy_demo(quick: bool) -> dict[str, Any]:
     import torch
-
     from rlcore.testing import TableLM
 
     from .power_distribution import compute_power_distribution, compute_total_variation, enumerate_sequences

@@ -17,7 +17,15 @@ from typing import Any
 
 from rlcore.io import DataError, read_jsonl
 
-from .grading import GradeResult, compute_pass_at_k, extract_code, grade_choice, grade_math, grade_number, run_humaneval
+from .grading import (
+    GradeResult,
+    compute_pass_at_k,
+    extract_code,
+    grade_choice,
+    grade_math,
+    grade_number,
+    run_humaneval,
+)
 
 __all__ = ["TaskSpec", "register_task", "get_task", "register_method", "get_method", "load_problems",
            "build_prompt", "run_eval", "summarize"]
@@ -54,6 +62,7 @@ def register_task(spec: TaskSpec) -> TaskSpec:
 
 
 def get_task(name: str) -> TaskSpec:
+    """The registered task ``name``; raises ValueError listing the available ones."""
     try:
         return _TASKS[name]
     except KeyError:
@@ -68,6 +77,7 @@ def register_method(name: str, overrides: dict[str, Any]) -> None:
 
 
 def get_method(name: str) -> dict[str, Any]:
+    """The sampler overrides of method ``name``; raises ValueError listing the available ones."""
     try:
         return dict(_METHODS[name])
     except KeyError:
@@ -111,8 +121,10 @@ def _gpqa_record(rec: dict[str, Any], index: int, seed: int) -> dict[str, Any]:
 
 
 def load_problems(task: str, data: str, split: str = "test", limit: int = 0, seed: int = 0) -> list[dict[str, Any]]:
-    """Problems from a JSONL file, a JSON list (the reference's MATH500.json), ``builtin:<name>/<file>`` or
-    ``hf:<name>[:<config>]`` (a hub dataset; needs network access)."""
+    """Problems from a JSONL file, a JSON list, ``builtin:<name>/<file>`` or ``hf:<name>[:<config>]``.
+
+    A JSON list is the reference's ``MATH500.json`` layout; ``hf:`` loads a hub dataset (needs network access).
+    """
     spec = get_task(task)
     if data.startswith("builtin:"):
         from rlcore.builtins import resolve

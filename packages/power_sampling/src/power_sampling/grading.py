@@ -1,6 +1,6 @@
-"""Answer extraction and grading for the paper's benchmarks (Sec. 5.1): MATH500, HumanEval, GPQA, arithmetic.
+r"""Answer extraction and grading for the paper's benchmarks (Sec. 5.1): MATH500, HumanEval, GPQA, arithmetic.
 
-MATH500: the last ``\\boxed{}`` (brace matched) is compared with the reference by ``math-verify``; when
+MATH500: the last ``\boxed{}`` (brace matched) is compared with the reference by ``math-verify``; when
 math-verify cannot parse either side we fall back to a sympy equality of the normalised strings, then to exact
 normalised-string match. Unlike the reference's ``eval_math.py``, a grader error is not silently scored 0: it is
 counted in ``GradeResult.error`` and reported. HumanEval: the program runs in a fresh ``python -I`` subprocess with
@@ -34,8 +34,11 @@ __all__ = [
 
 @dataclasses.dataclass
 class GradeResult:
-    """One graded completion: ``correct``, the extracted ``prediction`` (None if absent), ``error`` if grading itself
-    failed (counted and reported, never silently scored), ``detail`` on why a program failed (HumanEval)."""
+    """One graded completion.
+
+    ``correct``; the extracted ``prediction`` (None if absent); ``error`` if grading itself failed (counted and
+    reported, never silently scored); ``detail`` on why a program failed (HumanEval).
+    """
 
     correct: bool
     prediction: str | None
@@ -44,11 +47,11 @@ class GradeResult:
 
 
 def normalize_math(s: str) -> str:
-    """A light MATH-style normalisation: strip spaces, ``\\left``/``\\right``, ``\\!``, ``$``, text units, ``dfrac``.
+    r"""A light MATH-style normalisation: strip spaces, ``\left``/``\right``, ``\!``, ``$``, text units, ``dfrac``.
 
     Example:
-        >>> normalize_math("\\\\dfrac{1}{2} ")
-        '\\\\frac{1}{2}'
+        >>> normalize_math("\\dfrac{1}{2} ")
+        '\\frac{1}{2}'
     """
     s = s.strip().strip("$").strip()
     s = re.sub(r"\\text\{\s*([^}]*)\}", r"\1", s)
@@ -72,10 +75,10 @@ def _sympy_equal(a: str, b: str) -> bool:
 
 
 def grade_math(completion: str, answer: str) -> GradeResult:
-    """Grade a MATH-style completion: last ``\\boxed{}`` vs ``answer`` (math-verify, then sympy, then string).
+    r"""Grade a MATH-style completion: last ``\boxed{}`` vs ``answer`` (math-verify, then sympy, then string).
 
     Example:
-        >>> grade_math("so \\\\boxed{\\\\frac{1}{2}}", "0.5").correct
+        >>> grade_math("so \\boxed{\\frac{1}{2}}", "0.5").correct
         True
         >>> grade_math("no box here", "3").prediction is None
         True
@@ -103,10 +106,10 @@ def grade_math(completion: str, answer: str) -> GradeResult:
 
 
 def extract_choice(completion: str) -> str | None:
-    """The multiple-choice letter (A-D) in the last ``\\boxed{}``, else after 'answer is'.
+    r"""The multiple-choice letter (A-D) in the last ``\boxed{}``, else after 'answer is'.
 
     Example:
-        >>> extract_choice("... \\\\boxed{(C)}")
+        >>> extract_choice("... \\boxed{(C)}")
         'C'
     """
     boxed = extract_boxed(completion)
@@ -125,7 +128,7 @@ _NUM = r"-?\d+(?:\.\d+)?"
 
 
 def extract_number(completion: str) -> str | None:
-    """An arithmetic answer: ``\\boxed{}``, else ``<answer>``, else 'answer is N', else the last number.
+    r"""An arithmetic answer: ``\boxed{}``, else ``<answer>``, else 'answer is N', else the last number.
 
     Example:
         >>> extract_number("<think>3+4=7</think><answer>7</answer>")
@@ -156,8 +159,10 @@ def grade_number(completion: str, answer: str) -> GradeResult:
 
 
 def extract_code(prompt: str, completion: str) -> str:
-    """The program to test: a fenced ```python block if the completion has one, else prompt + completion
-    (base models continue the function body, as in the paper's raw-prompt HumanEval setting)."""
+    """The program to test: a fenced python block if the completion has one, else prompt + completion.
+
+    Base models continue the function body, as in the paper's raw-prompt HumanEval setting.
+    """
     blocks = re.findall(r"```(?:python|py)?\n(.*?)```", completion, flags=re.S)
     if blocks:
         code = max(blocks, key=len)

@@ -25,7 +25,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-
 from rlcore.lm import cache_kwarg, lm_forward
 
 __all__ = ["KVCacheChains", "ReencodeChains", "make_chain_store"]
@@ -44,8 +43,10 @@ def _cache_layers(cache: Any) -> list[Any]:
 
 
 class KVCacheChains:
-    """Per-chain KV cache with prefix reuse (see the module docstring); ``begin``/``end`` act on a subset of rows,
-    so chains can start and finish proposals at different decode steps (continuous batching of MCMC moves).
+    """Per-chain KV cache with prefix reuse (see the module docstring).
+
+    ``begin``/``end`` act on a subset of rows, so chains can start and finish proposals at different decode steps
+    (continuous batching of MCMC moves).
 
     Columns are tracked with three per-row masks: ``committed`` (the committed sequence minus its pending token),
     ``work`` (the working sequence minus its pending token) and ``col_pos`` (the position each column encodes).

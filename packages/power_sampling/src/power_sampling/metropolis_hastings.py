@@ -50,7 +50,7 @@ def compute_acceptance_log_ratio(
     len_new: torch.Tensor | None = None,
     len_cur: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """log r of the MH test for a suffix-resampling move with target p^alpha (Eq. 9, Sec. 4.2).
+    """Log r of the MH test for a suffix-resampling move with target p^alpha (Eq. 9, Sec. 4.2).
 
     log r = alpha * (sum_{t>=m} log p(x'_t) - sum_{t>=m} log p(x_t))
             + sum_{t>=m} log q(x_t) - sum_{t>=m} log q(x'_t)
@@ -65,10 +65,13 @@ def compute_acceptance_log_ratio(
     more likely under p and -inf otherwise, so the move is a greedy hill-climb.
 
     Args:
-        logp_new, logp_cur: ``(N,)`` suffix sums of raw model log-probs log p of the proposed / current suffix.
-        logq_new, logq_cur: ``(N,)`` suffix sums of proposal log-probs log q (normalised, tempered, truncated).
+        logp_new: ``(N,)`` suffix sum of raw model log-probs log p of the proposed suffix.
+        logp_cur: ``(N,)`` the same for the current suffix.
+        logq_new: ``(N,)`` suffix sum of proposal log-probs log q (normalised, tempered, truncated), proposed.
+        logq_cur: ``(N,)`` the same for the current suffix.
         alpha: the power exponent (>= 1, or ``math.inf``).
-        len_new, len_cur: ``(N,)`` generated lengths |x'| and |x| (optional).
+        len_new: ``(N,)`` generated length |x'| (optional).
+        len_cur: ``(N,)`` generated length |x| (optional).
 
     Returns:
         ``(N,)`` log acceptance ratios (accept when log u < log r, u ~ U(0, 1)).

@@ -12,7 +12,6 @@ import math
 from typing import Any
 
 import torch
-
 from rlcore.lm import lm_forward
 from rlcore.rollout import process_logits
 

@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-
 from rlcore.rollout import process_logits
 
 from .kv_cache import make_chain_store
@@ -235,7 +234,7 @@ class PowerSampler:
         self._store.begin(start, self._prompt_len + self._m, pending)
 
     def _draw_index(self) -> torch.Tensor:
-        """m ~ U{0, ..., |x|-1} per chain (the reference's ``random.randint(c, t-1)``): any generated position."""
+        """M ~ U{0, ..., |x|-1} per chain (the reference's ``random.randint(c, t-1)``): any generated position."""
         u = torch.rand(self.length.shape, generator=self._g_mh).to(self.device)
         return (u * self.length.to(u.dtype)).long().clamp(max=(self.length - 1).clamp(min=0))
 

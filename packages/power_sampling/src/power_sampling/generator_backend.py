@@ -1,0 +1,109 @@
+"""Algorithm 1 on any ``rlcore.rollout`` Generator (``VLLMGenerator`` for speed, ``HFGenerator`` for tests).
+
+Each MCMC move of all unfinished chains is one batched ``generate`` call on ``prompt + x_<m``; the generator's
+per-token ``logprobs`` (sampling distribution) and ``raw_logprobs`` (raw model) are exactly the log q and log p
+the MH ratio needs. There is no cross-call KV reuse here beyond what the backend does itself (vLLM's automatic
+prefix caching recovers most of it), so prefer :class:`~power_sampling.PowerSampler` with an HF model unless
+vLLM is available. All rows of a call share ``max_new_tokens`` (the longest suffix of the batch); each
+completion is truncated to its own suffix length, which leaves a valid proposal sample.
+
+The vLLM path is untested in this repository (no GPU in the build environment); the algorithm is tested through
+the same interface with a row-wise toy generator and with ``HFGenerator``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .metropolis_hastings import compute_acceptance, compute_acceptance_log_ratio
+from .power_sampler import PowerSample
+
+__all__ = ["GeneratorPowerSampler"]
+
+
+class GeneratorPowerSampler:
+    """Power sampling through a Generator (``generate(prompt_ids=..., params=...) -> [[Completion]]``).
+
+    Args mirror :class:`~power_sampling.PowerSampler`; ``generator`` replaces the model, and
+    ``eos_token_id`` (None = never stop) is passed as ``stop_token_ids``.
+    """
+
+    def __init__(self, generator: Any, alpha: float = 4.0, block_size: int = 192, mcmc_steps: int = 10,
+                 max_new_tokens: int = 3072, proposal_temperature: float | None = None, top_k: int = 0,
+                 top_p: float = 1.0, eos_token_id: int | None = None, seed: int = 0):
+        if not alpha >= 1:
+            raise ValueError(f"alpha must be >= 1 (the target is p^alpha), got {alpha}")
+        if block_size <= 0 or max_new_tokens <= 0 or mcmc_steps < 0:
+            raise ValueError("block_size and max_new_tokens must be > 0 and mcmc_steps >= 0")
+        if proposal_temperature is None:
+            if math.isinf(alpha):
+                raise ValueError("alpha=inf needs an explicit proposal_temperature")
+            proposal_temperature = 1.0 / alpha
+        self.generator, self.alpha, self.block_size, self.mcmc_steps = generator, float(alpha), block_size, mcmc_steps
+        self.max_new_tokens, self.tau, self.top_k, self.top_p = max_new_tokens, proposal_temperature, top_k, top_p
+        self.eos_token_id, self.seed = eos_token_id, seed
+
+    def _propose(self, prompts, gen, rows, m, target):
+        """Sample suffixes for ``rows`` keeping ``gen[i][:m_i]``; returns per row (tokens, log q, log p)."""
+        from rlcore.rollout import SamplingParams
+
+        n_max = max(target - m[i] for i in rows)
+        params = SamplingParams(max_new_tokens=n_max, temperature=self.tau, top_k=self.top_k, top_p=self.top_p,
+                                stop_token_ids=[] if self.eos_token_id is None else [self.eos_token_id],
+                                seed=self._rng.randrange(2**31))
+        outs = self.generator.generate(prompt_ids=[prompts[i] + gen[i][: m[i]] for i in rows], params=params)
+        res = {}
+        for i, out in zip(rows, outs):
+            c, n = out[0], target - m[i]
+            res[i] = (list(c.token_ids[:n]), [float(x) for x in c.logprobs[:n]], [float(x) for x in c.raw_logprobs[:n]])
+        return res
+
+    def sample(self, prompts: Sequence[str] | None = None, input_ids: Sequence[Sequence[int]] | None = None,
+               num_chains: int = 1) -> list[PowerSample]:
+        """Same contract as :meth:`PowerSampler.sample`."""
+        if (prompts is None) == (input_ids is None):
+            raise ValueError("pass exactly one of prompts= or input_ids=")
+        if prompts is not None:
+            tok = getattr(self.generator, "tokenizer", None)
+            if tok is None:
+                raise ValueError("string prompts need a generator with a tokenizer; pass input_ids= instead")
+            input_ids = [tok(p).input_ids for p in prompts]
+        rows_p = [list(map(int, p)) for p in input_ids for _ in range(num_chains)]
+        N = len(rows_p)
+        self._rng = random.Random(self.seed)
+        g = torch.Generator().manual_seed(self.seed + 1)
+        gen, lq, lp = [[] for _ in range(N)], [[] for _ in range(N)], [[] for _ in range(N)]
+        done, tokens, proposed, accepted = [False] * N, [0] * N, [0] * N, [0] * N
+        for k in range(1, -(-self.max_new_tokens // self.block_size) + 1):
+            target = min(k * self.block_size, self.max_new_tokens)
+            rows = [i for i in range(N) if not done[i]]
+            for step in range(self.mcmc_steps + 1):
+                m = {i: len(gen[i]) if step == 0 else self._rng.randrange(len(gen[i])) for i in rows}
+                new = self._propose(rows_p, gen, rows, m, target)
+                sums = torch.tensor([[sum(new[i][2]), sum(lp[i][m[i]:]), sum(new[i][1]), sum(lq[i][m[i]:]),
+                                      m[i] + len(new[i][0]), len(gen[i]) or 1] for i in rows], dtype=torch.float64)
+                log_r = compute_acceptance_log_ratio(sums[:, 0], sums[:, 1], sums[:, 2], sums[:, 3], self.alpha,
+                                                     sums[:, 4], sums[:, 5])
+                acc = compute_acceptance(log_r, g).tolist()
+                for j, i in enumerate(rows):
+                    tokens[i] += len(new[i][0])
+                    if step > 0:
+                        proposed[i] += 1
+                        accepted[i] += int(acc[j])
+                    if step == 0 or acc[j]:
+                        gen[i], lq[i], lp[i] = (gen[i][: m[i]] + new[i][0], lq[i][: m[i]] + new[i][1],
+                                                lp[i][: m[i]] + new[i][2])
+            for i in rows:
+                done[i] = target >= self.max_new_tokens or (bool(gen[i]) and gen[i][-1] == self.eos_token_id)
+            if all(done):
+                break
+        tok = getattr(self.generator, "tokenizer", None)
+        return [PowerSample(i // num_chains, i % num_chains, gen[i],
+                            tok.decode(gen[i], skip_special_tokens=True) if tok is not None else "", sum(lp[i]),
+                            accepted[i] / proposed[i] if proposed[i] else math.nan, tokens[i],
+                            "eos" if gen[i] and gen[i][-1] == self.eos_token_id else "length") for i in range(N)]
