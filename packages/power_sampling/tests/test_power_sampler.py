@@ -74,6 +74,13 @@ def test_kv_cache_path_matches_reencoding():
     assert [(s.prompt_index, s.chain_index) for s in a] == [(i, j) for i in range(3) for j in range(2)]
     assert all(len(s.token_ids) == 8 and s.finish_reason == "length" and s.text == tok.decode(s.token_ids, skip_special_tokens=True)
                for s in a)
+    # with a frequent token as EOS: chains stop at different steps, and the two paths still agree exactly
+    eos = collections.Counter(t for s in a for t in s.token_ids).most_common(1)[0][0]
+    kw["eos_token_id"] = eos
+    a = PowerSampler(model, tok, use_kv_cache=True, **kw).sample(prompts=prompts, num_chains=2)
+    b = PowerSampler(model, tok, use_kv_cache=False, **kw).sample(prompts=prompts, num_chains=2)
+    assert [s.token_ids for s in a] == [s.token_ids for s in b]
+    assert any(s.finish_reason == "eos" for s in a)
 
 
 def test_logprob_matches_exact_and_eos_truncates():

@@ -45,9 +45,12 @@ def generate(cfg: GenerateConfig) -> None:
                                            add_generation_prompt=True) for p in prompts]
     rows = []
     with progress() as bar:
-        task = bar.add_task("power sampling", total=len(prompts))
+        task = bar.add_task("prompts", total=len(prompts))
+        chains = bar.add_task("chains in batch", total=1)
+        cb = lambda d, n: bar.update(chains, completed=d, total=n)  # noqa: E731
         for start in range(0, len(prompts), cfg.batch_size):
-            for s in sampler.sample(prompts=prompts[start:start + cfg.batch_size], num_chains=cfg.num_chains):
+            batch = prompts[start:start + cfg.batch_size]
+            for s in sampler.sample(prompts=batch, num_chains=cfg.num_chains, callback=cb):
                 rows.append({"prompt_index": start + s.prompt_index, "chain": s.chain_index, "text": s.text,
                              "token_ids": s.token_ids, "logprob": s.logprob, "acceptance_rate": s.acceptance_rate,
                              "tokens_generated": s.tokens_generated, "finish_reason": s.finish_reason})
@@ -71,10 +74,12 @@ def evaluate(cfg: EvalConfig) -> None:
     problems = load_problems(cfg.task, cfg.data, cfg.split, cfg.limit, cfg.seed)
     model, tok = _load(cfg)
     with progress() as bar:
-        bars = {m: bar.add_task(f"{cfg.task} / {m}", total=len(problems)) for m in cfg.methods}
+        bars = {m: bar.add_task(f"{cfg.task} / {m}: problems", total=len(problems)) for m in cfg.methods}
+        chains = bar.add_task("chains in batch", total=1)
         rows = run_eval(lambda o: _sampler(model, tok, cfg, o), cfg.task, problems, cfg.methods, tok,
                         cfg.num_samples, cfg.batch_size, cfg.chat_template, cfg.timeout,
-                        on_batch=lambda m, n: bar.update(bars[m], completed=n))
+                        on_batch=lambda m, n: bar.update(bars[m], completed=n),
+                        on_chains=lambda m, d, n: bar.update(chains, completed=d, total=n))
     summary = summarize(rows)
     write_jsonl(cfg.output, rows)
     write_json(f"{cfg.output}.summary.json", {"config": config_to_dict(cfg), "summary": summary})

@@ -178,11 +178,13 @@ def build_prompt(task: str, rec: dict[str, Any], tokenizer: Any = None, chat_tem
 def run_eval(sampler_factory: Callable[[dict[str, Any]], Any], task: str, problems: list[dict[str, Any]],
              methods: list[str], tokenizer: Any = None, num_samples: int = 1, batch_size: int = 8,
              chat_template: bool = False, timeout: float = 3.0,
-             on_batch: Callable[[str, int], None] | None = None) -> list[dict[str, Any]]:
+             on_batch: Callable[[str, int], None] | None = None,
+             on_chains: Callable[[str, int, int], None] | None = None) -> list[dict[str, Any]]:
     """Sample and grade every problem with every method; one result row per (method, problem, sample).
 
     ``sampler_factory(overrides)`` builds a :class:`PowerSampler` with the method's overrides applied.
-    ``on_batch(method, n_done)`` is called after each batch (progress).
+    ``on_batch(method, n_done)`` is called after each batch and ``on_chains(method, n_finished, n_chains)`` as the
+    chains of the current batch finish (progress bars).
     """
     spec = get_task(task)
     prompts = [build_prompt(task, r, tokenizer, chat_template) for r in problems]
@@ -191,7 +193,8 @@ def run_eval(sampler_factory: Callable[[dict[str, Any]], Any], task: str, proble
         sampler = sampler_factory(get_method(method))
         for start in range(0, len(prompts), batch_size):
             t0 = time.perf_counter()
-            samples = sampler.sample(prompts=prompts[start:start + batch_size], num_chains=num_samples)
+            extra = {} if on_chains is None else {"callback": lambda d, n, m=method: on_chains(m, d, n)}
+            samples = sampler.sample(prompts=prompts[start:start + batch_size], num_chains=num_samples, **extra)
             dt = (time.perf_counter() - t0) / max(len(samples), 1)
             for s in samples:
                 idx = start + s.prompt_index

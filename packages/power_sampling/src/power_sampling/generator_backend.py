@@ -64,8 +64,8 @@ class GeneratorPowerSampler:
         return res
 
     def sample(self, prompts: Sequence[str] | None = None, input_ids: Sequence[Sequence[int]] | None = None,
-               num_chains: int = 1) -> list[PowerSample]:
-        """Same contract as :meth:`PowerSampler.sample`."""
+               num_chains: int = 1, callback: Any = None) -> list[PowerSample]:
+        """Same contract as :meth:`PowerSampler.sample` (``callback(n_finished, n_chains)`` after each block)."""
         if (prompts is None) == (input_ids is None):
             raise ValueError("pass exactly one of prompts= or input_ids=")
         if prompts is not None:
@@ -100,6 +100,8 @@ class GeneratorPowerSampler:
                                                 lp[i][: m[i]] + new[i][2])
             for i in rows:
                 done[i] = target >= self.max_new_tokens or (bool(gen[i]) and gen[i][-1] == self.eos_token_id)
+            if callback is not None:
+                callback(sum(done), N)
             if all(done):
                 break
         tok = getattr(self.generator, "tokenizer", None)
