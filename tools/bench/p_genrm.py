@@ -42,10 +42,8 @@ class FormattedGenerator:
 
 
 def bench_scoring(n_pairs: int, max_new_tokens: int) -> dict:
-    import numpy as np
     import torch
-
-    from p_genrm.evaluation_chain import HistoryPair, ScoreRequest
+    from p_genrm.evaluation_chain import HistoryPair, ScoreRequest, build_messages
     from p_genrm.prototypes import Member, PrototypeIndex, SentenceEmbedder, compute_kmeans_prototypes
     from p_genrm.scaling import TestTimeScaler
     from p_genrm.scoring import GenRMScorer
@@ -78,14 +76,12 @@ def bench_scoring(n_pairs: int, max_new_tokens: int) -> dict:
                      "generate_calls": scorer.stats.generate_calls}
     out["speedup"] = round(out["batched"]["pairs_per_s"] / out["sequential"]["pairs_per_s"], 2)
     out.update({"pairs": n_pairs, "chains_per_pair": 24, "max_new_tokens": max_new_tokens,
-                "prompt_tokens": len(tok(gen.inner.tokenizer.apply_chat_template(
-                    __import__("p_genrm").build_messages(reqs[0]), tokenize=False)).input_ids)})
+                "prompt_tokens": len(tok(tok.apply_chat_template(build_messages(reqs[0]), tokenize=False)).input_ids)})
     return out
 
 
 def bench_search(n_members: int, dim: int = 384, k_protos: int = 100, k: int = 8, n_queries: int = 500) -> dict:
     import numpy as np
-
     from p_genrm.prototypes import Member, PrototypeIndex, compute_kmeans_prototypes
 
     rng = np.random.default_rng(0)

@@ -1,7 +1,6 @@
 from types import SimpleNamespace
 
 import pytest
-
 from p_genrm.evaluation_chain import render_chain
 
 

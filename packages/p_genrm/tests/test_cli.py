@@ -2,12 +2,10 @@ import dataclasses
 import json
 
 import pytest
-from typer.testing import CliRunner
-
-from rlcore.testing import save_tiny_causal_lm
-
 from p_genrm.cli import app
 from p_genrm.config import EvalConfig, PrototypeConfig, ScoreConfig, TrainConfig
+from rlcore.testing import save_tiny_causal_lm
+from typer.testing import CliRunner
 
 runner = CliRunner()
 

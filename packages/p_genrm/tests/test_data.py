@@ -1,10 +1,8 @@
 import json
 
 import pytest
-
-from rlcore.io import DataError
-
 from p_genrm.data import group_by_user, load_requests, load_rows, load_stated_criteria, sample_history
+from rlcore.io import DataError
 
 
 def write(path, rows):

@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from p_genrm.evaluation_chain import (
     JSON_END,
     JSON_START,

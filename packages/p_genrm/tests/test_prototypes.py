@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-
 from p_genrm.evaluation_chain import HistoryPair
 from p_genrm.prototypes import (
     Member,

@@ -1,9 +1,6 @@
 import math
 
 import pytest
-
-from rlcore.rewards import call_reward
-
 from p_genrm.curriculum import compute_curriculum_order, compute_hardness, label_hard_negatives
 from p_genrm.evaluation_chain import render_chain
 from p_genrm.rewards import (
@@ -12,6 +9,7 @@ from p_genrm.rewards import (
     get_outcome_reward,
     get_process_reward,
 )
+from rlcore.rewards import call_reward
 
 WIN1 = render_chain("likes honesty and brevity", [("honesty", 60, 9, 3), ("brevity", 40, 8, 5)])
 TIE = render_chain("a", [("x", 100, 5, 5)])

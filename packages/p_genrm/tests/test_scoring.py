@@ -1,5 +1,4 @@
 import pytest
-
 from p_genrm.evaluation_chain import ScoreRequest, render_chain
 from p_genrm.scoring import GenRMScorer, render_prompt
 

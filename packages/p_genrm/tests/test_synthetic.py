@@ -3,7 +3,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from p_genrm.evaluation_chain import parse_chain
 from p_genrm.synthetic import SyntheticJudge, SyntheticWorld, VectorEmbedder, run_synthetic_study
 

@@ -2,12 +2,10 @@ import json
 
 import pytest
 import torch
-
-from rlcore.testing import save_tiny_causal_lm
-
 from p_genrm.config import TrainConfig
 from p_genrm.evaluation_chain import render_chain
 from p_genrm.training import filter_teacher_chains, run_training
+from rlcore.testing import save_tiny_causal_lm
 
 GOOD = render_chain("likes brevity", [("brevity", 100, 8, 3)])  # prefers displayed response 1
 
@@ -58,7 +56,7 @@ def test_stage1_sft_two_steps(tmp_path, tiny_model):
     before = params_of(tiny_model)
     out = run_training(cfg, save=False)
     losses = [h["loss"] for h in out["log_history"] if "loss" in h]
-    assert len(losses) == 2 and all(l == l and l > 0 for l in losses) and out["data"]["kept"] == 4
+    assert len(losses) == 2 and all(x == x and x > 0 for x in losses) and out["data"]["kept"] == 4
     assert changed(before, out["trainer"])
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 import typer
-
 from rlcore.cli import config_command, console, fail
 
 from .config import EvalConfig, PrototypeConfig, ScoreConfig, TrainConfig

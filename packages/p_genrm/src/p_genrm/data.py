@@ -184,8 +184,11 @@ def make_request(row: PreferenceRow, history: tuple[HistoryPair, ...], chosen_fi
 
 
 def load_requests(path: str | Path) -> list[ScoreRequest]:
-    """Score requests from JSONL: ``query, response_1, response_2`` and optional ``history`` (list of
-    ``{user, chosen, rejected}``), ``stated_criteria``, ``user_id`` (errors name ``file:line``)."""
+    """Score requests from JSONL (errors name ``file:line``).
+
+    Fields: ``query, response_1, response_2`` and optional ``history`` (list of ``{user, chosen, rejected}``),
+    ``stated_criteria``, ``user_id``.
+    """
     out = []
     for i, rec in enumerate(iter_jsonl(path, required=("query", "response_1", "response_2")), 1):
         where = f"{path}:{i}"

@@ -97,9 +97,14 @@ def compute_attentive_user_vector(a, q, h, r_pos_hist, r_neg_hist, hist_mask, W_
     ``s_q = sum_i beta_i o_i`` and ``s_q = 0`` for a member with no history.
 
     Args:
-        a: prototype rows (B, d); q: query embeddings (B, d).
-        h, r_pos_hist, r_neg_hist: history events (B, H, d); hist_mask: (B, H) bool, True = real event.
+        a: prototype rows (B, d).
+        q: query embeddings (B, d).
+        h: history user-turn embeddings (B, H, d).
+        r_pos_hist: history chosen-response embeddings (B, H, d).
+        r_neg_hist: history rejected-response embeddings (B, H, d).
+        hist_mask: (B, H) bool, True = a real event.
         W_h: ``torch.nn.Linear(2d, d)``.
+        rho: weight of the query term in the attention logits.
 
     Returns:
         s_q (B, d).

@@ -83,8 +83,11 @@ def compute_fused_scores(self_scores: tuple[float, float] | None, nb_scores: tup
 
 
 def decide(final: tuple[float, float] | None, tie_rule: str = "first") -> int | None:
-    """Index (0 or 1) of the preferred response; ``tie_rule`` "first" picks response 1 on ties (released
-    scaling script), "none" returns None on ties (the released batch evaluator drops them). None if no scores."""
+    """Index (0 or 1) of the preferred response, None without scores.
+
+    ``tie_rule`` "first" picks response 1 on ties (released scaling script); "none" returns None on ties (the
+    released batch evaluator drops them).
+    """
     if final is None:
         return None
     if final[0] == final[1]:

@@ -59,8 +59,11 @@ def load_teacher_chains(path: str) -> tuple[list[dict], dict[str, int]]:
 
 
 def build_grpo_rows(users: dict[str, UserData], history_size: int, seed: int, hard_fraction: float) -> list[dict]:
-    """GRPO rows from the users' train rows: student prompt (no stated criteria), ``gold``, ``stated_criteria``,
-    ``query`` and the curriculum's ``hard`` flag. The history is leave-one-out from the user's train rows."""
+    """GRPO rows from the users' train rows.
+
+    Columns: student ``prompt`` (no stated criteria), ``gold``, ``stated_criteria``, ``query`` and the curriculum's
+    ``hard`` flag. The history is leave-one-out from the user's train rows.
+    """
     rng = random.Random(seed)
     rows, hardness = [], []
     for u in users.values():
@@ -80,10 +83,9 @@ def build_grpo_rows(users: dict[str, UserData], history_size: int, seed: int, ha
 
 def _grpo_trainer(cfg: TrainConfig, rows: list[dict], curriculum: bool, judge: Any = None):
     import datasets
-    from trl import GRPOTrainer
-
     from rlcore.builtins import load_model_and_tokenizer
     from rlcore.training import make_grpo_config
+    from trl import GRPOTrainer
 
     if curriculum:
         order = compute_curriculum_order([r["hard"] for r in rows],
@@ -106,9 +108,8 @@ def _grpo_trainer(cfg: TrainConfig, rows: list[dict], curriculum: bool, judge: A
 def _sft_trainer(cfg: TrainConfig):
     import datasets
     import torch
-    from trl import SFTConfig, SFTTrainer
-
     from rlcore.builtins import load_model_and_tokenizer
+    from trl import SFTConfig, SFTTrainer
 
     rows, counts = load_teacher_chains(cfg.data)
     if not rows:
