@@ -10,7 +10,7 @@ thread (torch.set_num_threads(1)):
 
 - length reward (word count of the answer + piecewise reward),
 - format reward (structure check + hashed n-gram repetition rate),
-- the repetition check alone at 1x/2x/4x answer length (near-linear scaling check),
+- the repetition check alone on one answer at 1x/2x/4x/8x length (near-linear scaling check),
 - writing reward with a random-init tiny Qwen2 RM (scores only the first/last 4,096 tokens by the head_tail policy),
 - one GRPO step of the tiny model (G=8, 16-token completions) for scale: reward overhead as a share of it.
 
@@ -81,9 +81,9 @@ def main() -> None:
     t_fmt = best_of(lambda: format_f(prompts=prompts, completions=completions), args.repeats)
     fmt_vals = format_f(prompts=prompts, completions=completions)
     scaling = {}
-    for mult in (1, 2, 4):
+    for mult in (1, 2, 4, 8):
         text = make_answer(random.Random(mult), vocab, n_words * mult, False)
-        scaling[f"{mult}x"] = best_of(lambda t=text: compute_repetition_rate(t), args.repeats)
+        scaling[f"{mult}x"] = best_of(lambda t=text: compute_repetition_rate(t), max(5, args.repeats))
 
     with tempfile.TemporaryDirectory() as d:
         from longwriter_zero.config import TrainConfig

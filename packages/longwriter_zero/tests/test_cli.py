@@ -96,3 +96,11 @@ def test_recipes_load(name, cls):
     cfg = load_config(cls, path)
     if cls is TrainConfig:
         assert cfg.num_generations == 32 and cfg.max_steps == 150 and cfg.max_completion_length == 14000
+
+
+def test_generate_streams_one_question(tiny_policy):
+    res = runner.invoke(app, ["generate", "--model", tiny_policy, "--question", "Write a story",
+                              "--template", "<|user|>: {question} <|assistant|>:", "--max-new-tokens", "5",
+                              "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() != ""  # the streamer printed the sampled text
