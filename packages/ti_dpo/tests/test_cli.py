@@ -54,3 +54,13 @@ def test_cli_train_importance_eval_end_to_end(tmp_path):
     assert r.exit_code == 0, r.output
     m = json.loads(metrics_path.read_text())
     assert m["n"] == 24 and 0.0 <= m["reward_accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("name", ["paper_llama3.2-3b.yaml", "release_gpt2_hh.yaml", "tiny_cpu.yaml"])
+def test_recipes_are_valid_train_configs(name):
+    from pathlib import Path
+
+    from rlcore.cli import load_config
+
+    cfg = load_config(TrainConfig, Path(__file__).parents[1] / "recipes" / name)
+    assert cfg.preset in ("paper", "release")

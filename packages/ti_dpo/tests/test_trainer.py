@@ -126,6 +126,8 @@ def test_training_raises_preference_accuracy_and_logs_terms(tmp_path):
         assert all(torch.isfinite(torch.tensor(h[key])) for h in logs), key
     assert logs[0]["weights/chosen_mean"] == pytest.approx(1.0)  # mean-one normalisation over the response
     assert logs[0]["weights/max"] > 1.0  # ... and the weights are not uniform
+    ev = tr.evaluate(eval_dataset=load_preference_pairs("tiny").select(range(4)))
+    assert "eval_loss/dpo" in ev and "eval_rewards/accuracies" in ev
 
 
 def test_peft_lora_implicit_reference(tmp_path):

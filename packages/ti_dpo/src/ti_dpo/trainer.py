@@ -236,8 +236,9 @@ class TIDPOTrainer(DPOTrainer):
         if full:
             m.update({"kl/chosen": chosen_kl.detach(), "kl/rejected": rejected_kl.detach()})
         self._log_metrics(mode, m, logratios, shift_mask, weights[:, 1:], wmetrics)
-        if return_outputs:
-            return loss, {"chosen_margin": chosen_m.detach(), "rejected_margin": rejected_m.detach()}
+        if return_outputs:  # as the parent: logits for compute_metrics, from an extra no-grad forward
+            with torch.no_grad():
+                return loss, model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         return loss
 
     @contextlib.contextmanager
