@@ -142,9 +142,17 @@ _TAIL = ["for many years", "without a word", "with some surprise", "before the r
 
 
 def filler_sentences(rng: random.Random) -> Iterator[str]:
-    """An endless stream of built-in prose-like filler sentences (no bAbI names or places)."""
+    """An endless stream of built-in prose-like filler sentences (no bAbI names or places).
+
+    Two clauses of about 9 words each, ~24 tokens: close to PG19's ~25 tokens per sentence, so 40k sentences ~ 1M
+    tokens as in the paper's BabiLong mapping.
+    """
+    def clause() -> str:
+        return f"{rng.choice(_SUBJ)} {rng.choice(_VERB)} {rng.choice(_OBJ)} {rng.choice(_TAIL)}"
+
     while True:
-        yield f"{rng.choice(_SUBJ)} {rng.choice(_VERB)} {rng.choice(_OBJ)} {rng.choice(_TAIL)}."
+        second = clause()
+        yield f"{clause()}, and {second[0].lower()}{second[1:]}."
 
 
 def read_filler(path: str | Path, rng: random.Random, max_run: int = 100) -> Iterator[str]:

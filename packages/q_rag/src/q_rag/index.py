@@ -96,7 +96,8 @@ def encode_chunks(qf, chunks: Sequence[str], cache_dir: str | Path | None = None
 
 
 def _rotate_np(x: np.ndarray, positions: np.ndarray, theta: float) -> np.ndarray:
-    return compute_rope(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(positions), theta).numpy()
+    x = np.array(x, dtype=np.float32)  # a writable copy of one block (memmaps are read-only)
+    return compute_rope(torch.from_numpy(x), torch.from_numpy(np.asarray(positions)), theta).numpy()
 
 
 def brute_force_scores(embeddings: np.ndarray, state: np.ndarray, positions: np.ndarray | None,

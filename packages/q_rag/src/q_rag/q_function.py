@@ -147,10 +147,17 @@ class QFunction(nn.Module):
                       batch_size: int = 256) -> torch.Tensor:
         """Unrotated ``E_a`` of each chunk, ``(N, d)``, in batches."""
         enc = encoder or self.action_encoder
-        rows = self.action_token_ids(chunks)
-        if not rows:
+        if not chunks:
             return torch.zeros((0, self.dim), device=self.device)
-        return torch.cat([self._pool(enc, rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)])
+        out = []
+        limit = min(self.max_action_tokens, self.max_len)
+        for i in range(0, len(chunks), batch_size):
+            batch = self.tokenizer(list(chunks[i : i + batch_size]), truncation=True, max_length=limit,
+                                   padding=True, padding_side="right", return_tensors="pt").to(self.device)
+            hidden = enc(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+            m = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+            out.append((hidden * m).sum(1) / m.sum(1).clamp_min(1.0) / POOL_SCALE)  # (B, d)
+        return torch.cat(out)
 
     def rotate(self, action_emb: torch.Tensor, positions) -> torch.Tensor:
         """RoPE on each half of ``action_emb (..., d)`` at ``positions (...,)``; identity when positions is None."""
