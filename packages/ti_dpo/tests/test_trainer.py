@@ -144,3 +144,12 @@ def test_peft_lora_implicit_reference(tmp_path):
     changed = [n for n, p in tr.model.named_parameters() if "lora_B" in n and not torch.equal(p, lora[n])]
     assert changed
     assert all("loss/triplet" in h for h in tr.state.log_history if "loss" in h)
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_activation_checkpointing_keeps_attribution_working(tmp_path, reentrant):
+    tr = _trainer(tmp_path, load_preference_pairs("tiny").select(range(4)), ref_model=_lm(1), max_steps=1,
+                  activation_checkpointing=True, activation_checkpointing_kwargs={"use_reentrant": reentrant})
+    tr.train()
+    log = next(h for h in tr.state.log_history if "loss/dpo" in h)
+    assert log["weights/max"] > 1.0 and log["weights/zero_importance_rows"] == 0.0
