@@ -70,3 +70,13 @@ def test_bad_flag_is_one_line_error(tmp_path):
     r = runner.invoke(app, ["eval", "--model", "x", "--data", str(tmp_path / "none.jsonl"), "--output", "o.jsonl",
                             "--task", "nope"])
     assert r.exit_code == 2 and "unknown task" in r.output
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from power_sampling.cli import app; print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
