@@ -8,9 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from longwriter_zero.cli import app
+from typer.testing import CliRunner
 
 GOLDEN = Path(__file__).parent / "golden" / "grpo_tiny_3steps.json"
 KEYS = ("loss", "rewards/length_reward/mean", "rewards/format_reward/mean", "kl", "grad_norm")
