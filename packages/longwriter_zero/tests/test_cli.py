@@ -104,3 +104,11 @@ def test_generate_streams_one_question(tiny_policy):
                               "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert res.stdout.strip() != ""  # the streamer printed the sampled text
+
+
+def test_cli_import_does_not_load_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, longwriter_zero.cli; print('torch' in sys.modules or 'trl' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
