@@ -126,7 +126,7 @@ def compute_per_reward_normalized_advantages(
     B, K = rewards.shape
     cols = [compute_grpo_advantages(rewards[:, k].contiguous(), group_size, eps) for k in range(K)]
     z = torch.stack(cols, dim=1)  # (B, K)
-    w = torch.ones(K, dtype=rewards.dtype) if weights is None else weights.to(rewards.dtype)
+    w = torch.ones(K, dtype=rewards.dtype, device=rewards.device) if weights is None else weights.to(rewards)
     return (z * w).sum(dim=1) / w.sum()
 
 
