@@ -97,3 +97,12 @@ def test_recipes_load(name, cls):
     extra = {"prototypes": "protos"} if cls is EvalConfig else {}
     cfg = load_config(cls, path, data="d.jsonl", **extra)
     assert cfg.data == "d.jsonl"
+
+
+@pytest.mark.slow
+def test_study_command_quick():
+    r = runner.invoke(app, ["study", "--quick"])
+    assert r.exit_code == 0, r.output
+    acc = json.loads(r.stdout)["accuracy"]
+    assert set(acc) == {"short", "long"}
+    assert all(0 <= v <= 1 for row in acc.values() for v in row.values()) and len(acc["short"]) == 5

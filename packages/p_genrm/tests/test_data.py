@@ -80,3 +80,17 @@ def test_load_requests_validates_history(tmp_path):
     assert req.history[0].chosen == "c"
     with pytest.raises(DataError, match="r.jsonl:1: 'history' must be"):
         load_requests(write(tmp_path / "r.jsonl", [{**ok, "history": [{"user": "u"}]}]))
+
+
+def test_load_hf_rows_from_saved_dataset(tmp_path):
+    import datasets
+
+    from p_genrm.data import load_hf_rows
+
+    datasets.Dataset.from_list([row("a", "train", 0), row("a", "test", 1)]).save_to_disk(str(tmp_path / "ds"))
+    rows = load_hf_rows(str(tmp_path / "ds"))
+    assert [r.split for r in rows] == ["train", "test"] and rows[0].chosen == "c0"
+    bad = row("a", "oops", 2)
+    datasets.Dataset.from_list([bad]).save_to_disk(str(tmp_path / "bad"))
+    with pytest.raises(DataError, match=r"bad\[0\]: split must be one of"):
+        load_hf_rows(str(tmp_path / "bad"))
