@@ -61,22 +61,29 @@ class KVCacheChains:
 
     def __init__(self, model: Any, prompts: list[list[int]], device: torch.device, pad_id: int = 0):
         self.model, self.device, self.pad_id = model, device, pad_id
-        N = len(prompts)
-        W = max(len(p) for p in prompts) - 1
-        ids = torch.full((N, W), pad_id, dtype=torch.long)
-        mask = torch.zeros((N, W), dtype=torch.long)
-        for i, p in enumerate(prompts):
+        index = {k: i for i, k in enumerate(dict.fromkeys(tuple(p) for p in prompts))}  # chains share a prefill
+        uniq = list(index)
+        row_of = torch.as_tensor([index[tuple(p)] for p in prompts], device=device)  # (N,)
+        U, W = len(uniq), max(len(p) for p in uniq) - 1
+        ids = torch.full((U, W), pad_id, dtype=torch.long)
+        mask = torch.zeros((U, W), dtype=torch.long)
+        for i, p in enumerate(uniq):
             if len(p) > 1:
                 ids[i, W - len(p) + 1:] = torch.as_tensor(p[:-1])
                 mask[i, W - len(p) + 1:] = 1
         mask = mask.to(device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         self.cache = None
+        if W > 0:
+            _, self.cache = lm_forward(model, ids.to(device), mask, pos, None, logits_to_keep=1)
+            for layer in _cache_layers(self.cache):
+                if getattr(layer, "keys", None) is not None and layer.keys.numel():
+                    layer.keys, layer.values = layer.keys[row_of], layer.values[row_of]  # (N, H, W, D)
+        mask, pos = mask[row_of], pos[row_of]  # (N, W)
         self.committed = mask.bool()  # (N, S)
         self.work = mask.bool()  # (N, S)
         self.col_pos = torch.where(self.committed, pos, -1)  # (N, S)
         if W > 0:
-            _, self.cache = lm_forward(model, ids.to(device), mask, pos, None, logits_to_keep=1)
             self._compact()  # zero the pad columns (fully masked queries may have produced NaN there)
         self.pending = torch.as_tensor([p[-1] for p in prompts], device=device)  # (N,) last token, not yet cached
         self.committed_pending = self.pending.clone()
