@@ -1,5 +1,7 @@
 import dataclasses
 import json
+import os
+from pathlib import Path
 
 import pytest
 from ti_dpo.cli import app
@@ -7,6 +9,21 @@ from ti_dpo.config import EvalConfig, ImportanceConfig, TrainConfig
 from typer.testing import CliRunner
 
 runner = CliRunner()
+GOLDEN = Path(__file__).parent / "golden" / "cli_train_2steps.json"
+GOLDEN_KEYS = ("loss", "loss/dpo", "loss/triplet", "rewards/margins", "kl/chosen", "weights/max", "anchor/length")
+
+
+def _check_golden(log_history):
+    """Fixed-seed CPU trajectory of `ti-dpo train` (2 steps, tiny model). Regenerate with TI_DPO_WRITE_GOLDEN=1."""
+    got = [{k: h[k] for k in GOLDEN_KEYS} for h in log_history if "loss/dpo" in h]
+    if os.environ.get("TI_DPO_WRITE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(got, indent=1) + "\n")
+    want = json.loads(GOLDEN.read_text())
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        for k in GOLDEN_KEYS:
+            assert g[k] == pytest.approx(w[k], rel=1e-3, abs=1e-4), k
 
 
 @pytest.mark.parametrize("name,cls", [("train", TrainConfig), ("importance", ImportanceConfig), ("eval", EvalConfig)])
@@ -39,6 +56,7 @@ def test_cli_train_importance_eval_end_to_end(tmp_path):
     summary = json.loads(r.stdout[r.stdout.index("{"):])
     assert summary["data"]["train"]["kept"] == 24 and summary["last_step"]["step"] == 2
     assert (out / "train_metrics.json").is_file() and (out / "config.json").is_file()
+    _check_golden(json.loads((out / "train_metrics.json").read_text())["log_history"])
 
     html, png, js = tmp_path / "w.html", tmp_path / "w.png", tmp_path / "w.json"
     r = runner.invoke(app, ["importance", "--model", str(out), "--prompt", "What is 3 + 4?", "--response",

@@ -153,3 +153,26 @@ def test_activation_checkpointing_keeps_attribution_working(tmp_path, reentrant)
     tr.train()
     log = next(h for h in tr.state.log_history if "loss/dpo" in h)
     assert log["weights/max"] > 1.0 and log["weights/zero_importance_rows"] == 0.0
+
+
+def _chat_pairs():
+    return Dataset.from_list([
+        {"prompt": [{"role": "user", "content": f"What is {a} + {b}?"}],
+         "chosen": [{"role": "assistant", "content": f"The answer is {a + b}."}],
+         "rejected": [{"role": "assistant", "content": f"The answer is {a + b + 1}."}]}
+        for a, b in [(1, 2), (3, 4), (2, 5), (6, 1)]
+    ])
+
+
+def test_conversational_pairs_train_and_evaluate(tmp_path):
+    ds = _chat_pairs()
+    tr = _trainer(tmp_path, ds, ref_model=_lm(1), max_steps=1, anchor_max_new_tokens=4)
+    tr.train()
+    assert any("loss/triplet" in h for h in tr.state.log_history)
+    from ti_dpo.evaluation import tokenize_pair
+
+    p, c, r = tokenize_pair(_tok(), ds[0])
+    assert _tok().decode(p).endswith("<|im_start|>assistant\n") and "The answer is 3." in _tok().decode(c)
+    assert c != r
+    m = evaluate_preferences(tr.model, _tok(), list(ds), ref_model=_lm(1))
+    assert m["n"] == 4 and 0.0 <= m["reward_accuracy"] <= 1.0
