@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from rlcore.lm import supports_logits_to_keep
 
 __all__ = [
     "compute_gradient_attribution",
@@ -55,8 +56,10 @@ def compute_gradient_attribution(model: Any, input_ids: torch.Tensor, attention_
             embeds = model.get_input_embeddings()(input_ids).detach().requires_grad_(True)  # (B, T, H)
             last = last_valid_index(attention_mask)  # (B,)
             keep, slot = torch.unique(last, sorted=True, return_inverse=True)  # (K,), (B,)
-            out = model(inputs_embeds=embeds, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False)
-            logits = out.logits  # (B, K, V): logits at the kept positions only
+            base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps the LM
+            kw = {"logits_to_keep": keep} if supports_logits_to_keep(base) else {}
+            logits = model(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False, **kw).logits
+            logits = logits if kw else logits[:, keep]  # (B, K, V): logits at the kept positions only
             rows = torch.arange(input_ids.size(0), device=input_ids.device)
             target = logits[rows, slot].float().max(dim=-1).values  # (B,)
             (grad,) = torch.autograd.grad(target.sum(), embeds)  # (B, T, H)
