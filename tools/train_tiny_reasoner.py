@@ -302,6 +302,8 @@ def model_card(metrics: dict) -> str:
     ckpt = (f"- The weights are the step-{a['steps']} checkpoint of a longer run with identical settings "
             f"(`--save-every`); the learning-rate schedule ignores the total, so they are exactly what "
             f"`--steps {a['steps']}` trains.\n") if m.get("from_checkpoint") else ""
+    if m.get("train_state_note"):
+        ckpt += f"- Loss and time figures: {m['train_state_note']}.\n"
     rows = "\n".join(f"| {k} | {ev['temperature_1']['by_kind'][k]:.3f} | {ev['greedy']['by_kind'][k]:.3f} |"
                      for k in ev["greedy"]["by_kind"])
     return f"""# tiny-reasoner (built-in: `builtin:tiny-reasoner`)
@@ -385,7 +387,7 @@ def save_all(model, tok, metrics: dict, out_dir: Path) -> None:
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--hidden-size", type=int, default=96)
@@ -508,6 +510,7 @@ def main(argv=None) -> int:
                "n_params": sum(p.numel() for p in model.parameters()), "vocab_size": len(tok),
                "final_loss": st["final_loss"], "train_seconds": st["train_seconds"],
                "train_cpu_seconds": st["train_cpu_seconds"], "from_checkpoint": args.from_checkpoint is not None,
+               "train_state_note": st.get("note"),
                "threads": args.threads, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                "torch": torch.__version__, "eval_seed": eval_seed, "eval": ev}
     if args.check:
