@@ -99,7 +99,10 @@ def render(rows: list[dict], quick: bool, total: float) -> None:
         else:
             table.add_row(r["method"], f"[red]{STATUS_FAILED}[/red]", f"[red]{r['error']}[/red]",
                           f"{r['seconds']:.1f} s")
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped or captured (CI): rich would wrap at 80 columns
+        console = Console(width=160)
+    console.print(table)
 
 
 def parse_args(argv=None):
