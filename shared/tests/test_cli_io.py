@@ -134,3 +134,11 @@ def test_training_helpers(tmp_path):
         make_grpo_config(str(tmp_path), lrr=1)
     args = make_grpo_config(str(tmp_path), beta=0.001, num_generations=8, per_device_train_batch_size=8)
     assert args.beta == 0.001 and args.num_generations == 8 and not args.bf16
+
+
+def test_list_builtins_lists_directories_only():
+    from rlcore.builtins import list_builtins, tiny_reasoner_prompt
+
+    names = list_builtins()
+    assert "README.md" not in names and "tiny-reasoner" in names and "arithmetic" in names
+    assert tiny_reasoner_prompt("Compute 2+3.") == "Question: Compute 2+3.\nAnswer: <think>"

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ASSETS", "resolve", "list_builtins", "load_model_and_tokenizer", "default_encoder_path"]
+__all__ = [
+    "ASSETS",
+    "resolve",
+    "list_builtins",
+    "load_model_and_tokenizer",
+    "default_encoder_path",
+    "tiny_reasoner_prompt",
+]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 PREFIX = "builtin:"
@@ -21,7 +28,7 @@ def list_builtins() -> list[str]:
     for sub in ("models", "data"):
         d = ASSETS / sub
         if d.is_dir():
-            names += sorted(p.name for p in d.iterdir() if not p.name.startswith("."))
+            names += sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
     return names
 
 
@@ -40,6 +47,18 @@ def resolve(ref: str) -> str:
         if p.exists():
             return str(p)
     raise ValueError(f"unknown built-in {ref!r}; available: {list_builtins()}")
+
+
+def tiny_reasoner_prompt(question: str) -> str:
+    r"""The raw-text prompt ``builtin:tiny-reasoner`` was trained on (see its model card).
+
+    The model continues with ``...</think> \boxed{N}<|endoftext|>``; score the last ``\boxed{}`` after ``</think>``.
+
+    Example:
+        >>> tiny_reasoner_prompt("Compute 2+3.")
+        'Question: Compute 2+3.\nAnswer: <think>'
+    """
+    return f"Question: {question}\nAnswer: <think>"
 
 
 def default_encoder_path() -> str:
