@@ -35,10 +35,15 @@ def _requires(wheel: Path) -> list[str]:
     return [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("Requires-Dist:")]
 
 
+@pytest.fixture(scope="module")
+def rlcore_wheel(tmp_path_factory):
+    return _build(ROOT / "shared", tmp_path_factory.mktemp("rlcore"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("pkg", PACKAGES)
-def test_package_wheel_installs_alone(pkg, tmp_path):
-    wheels = [_build(ROOT / "shared", tmp_path), _build(ROOT / "packages" / pkg, tmp_path)]
+def test_package_wheel_installs_alone(pkg, tmp_path, rlcore_wheel):
+    wheels = [rlcore_wheel, _build(ROOT / "packages" / pkg, tmp_path)]
     for req in _requires(wheels[1]):
         assert "@" not in req and "file:" not in req, f"{pkg} depends on a local path: {req}"
     assert any(r.startswith("rlcore") for r in _requires(wheels[1]))
