@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import functools
+from types import SimpleNamespace
 from typing import Any
 
 CHAT_TEMPLATE = (
@@ -150,18 +151,10 @@ class TableLM:
         self.table = torch.randn(max_len, vocab_size, vocab_size, generator=g) * sharpness  # (T, V, V)
         self.device = torch.device("cpu")
         self.dtype = torch.float32
-
-        class _Cfg:
-            pass
-
-        self.config = _Cfg()
-        self.config.vocab_size = vocab_size
-        self.config.max_position_embeddings = max_len
-        self.config.eos_token_id = eos_token_id
+        self.config = SimpleNamespace(vocab_size=vocab_size, max_position_embeddings=max_len,
+                                      eos_token_id=eos_token_id)
 
     def __call__(self, input_ids, attention_mask=None, **_: Any):
-        from types import SimpleNamespace
-
         import torch
 
         B, T = input_ids.shape
