@@ -26,6 +26,8 @@ __all__ = [
     "Generator",
     "HFGenerator",
     "VLLMGenerator",
+    "encode_prompts",
+    "model_device",
     "process_logits",
     "selective_log_softmax",
     "score_continuations",
@@ -139,7 +141,29 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
-def _model_device(model: Any) -> torch.device:
+def encode_prompts(tokenizer: Any, prompts: Sequence[str] | None, prompt_ids: Sequence[Sequence[int]] | None,
+                   ids_arg: str = "prompt_ids") -> list[list[int]]:
+    """Token ids of exactly one of ``prompts`` (strings, need ``tokenizer``) or ``prompt_ids``; no empty prompt.
+
+    ``ids_arg`` names the ids argument in error messages (callers call it ``prompt_ids`` or ``input_ids``).
+    """
+    if (prompts is None) == (prompt_ids is None):
+        raise ValueError(f"pass exactly one of prompts= or {ids_arg}=")
+    if prompts is not None:
+        if tokenizer is None:
+            raise ValueError(f"string prompts need a tokenizer; pass {ids_arg}= instead")
+        prompt_ids = [tokenizer(p).input_ids for p in prompts]
+    out = [list(map(int, p)) for p in prompt_ids]
+    if not out:
+        raise ValueError("no prompts given")
+    for i, p in enumerate(out):
+        if not p:
+            raise ValueError(f"prompt {i} is empty (no tokens)")
+    return out
+
+
+def model_device(model: Any) -> torch.device:
+    """The device of a model's parameters (CPU for a parameter-less LM)."""
     dev = getattr(model, "device", None)
     if isinstance(dev, torch.device):
         return dev
@@ -169,7 +193,7 @@ class HFGenerator:
                  cache_implementation: str = "auto", compile: bool | str = "auto"):
         self.model = model
         self.tokenizer = tokenizer
-        self.device = torch.device(device) if device is not None else _model_device(model)
+        self.device = torch.device(device) if device is not None else model_device(model)
         self.batch_size = batch_size
         on_cuda = self.device.type == "cuda"
         if cache_implementation not in ("auto", "dynamic", "static"):
@@ -205,19 +229,7 @@ class HFGenerator:
         return 0
 
     def _encode(self, prompts, prompt_ids) -> list[list[int]]:
-        if (prompts is None) == (prompt_ids is None):
-            raise ValueError("pass exactly one of prompts= or prompt_ids=")
-        if prompts is not None:
-            if self.tokenizer is None:
-                raise ValueError("string prompts need a tokenizer; pass prompt_ids= instead")
-            prompt_ids = [self.tokenizer(p).input_ids for p in prompts]
-        out = [list(map(int, p)) for p in prompt_ids]
-        if not out:
-            raise ValueError("no prompts given")
-        for i, p in enumerate(out):
-            if not p:
-                raise ValueError(f"prompt {i} is empty (no tokens)")
-        return out
+        return encode_prompts(self.tokenizer, prompts, prompt_ids)
 
     def _check_length(self, n_prompt: int, params: SamplingParams) -> None:
         limit = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
@@ -403,7 +415,7 @@ def score_continuations(model: Any, prompt_ids: Sequence[Sequence[int]], continu
     """
     if len(prompt_ids) != len(continuation_ids):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(continuation_ids)} continuations")
-    device = _model_device(model)
+    device = model_device(model)
     n = len(prompt_ids)
     bs = batch_size or max(n, 1)
     out: list[torch.Tensor] = []

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from rlcore.rollout import process_logits
+from rlcore.rollout import encode_prompts, model_device, process_logits
 
 from .kv_cache import make_chain_store
 from .metropolis_hastings import compute_acceptance, compute_acceptance_log_ratio, compute_suffix_sums
@@ -38,16 +38,6 @@ class PowerSample:
     acceptance_rate: float  # accepted / proposed MH moves (nan when none were proposed)
     tokens_generated: int  # every token sampled for this chain: extensions + all proposals
     finish_reason: str  # "eos" or "length"
-
-
-def _model_device(model: Any) -> torch.device:
-    dev = getattr(model, "device", None)
-    if isinstance(dev, torch.device):
-        return dev
-    try:
-        return next(iter(model.parameters())).device
-    except (StopIteration, AttributeError, TypeError):
-        return torch.device("cpu")
 
 
 def _default_eos(model: Any, tokenizer: Any) -> int | None:
@@ -106,24 +96,14 @@ class PowerSampler:
         self.max_new_tokens, self.proposal_temperature = max_new_tokens, float(proposal_temperature)
         self.top_k, self.top_p, self.seed, self.use_kv_cache = top_k, top_p, seed, use_kv_cache
         self.eos_token_id = _default_eos(model, tokenizer) if eos_token_id is _UNSET else eos_token_id
-        self.device = _model_device(model)
+        self.device = model_device(model)
         self.stats: dict[str, float] = {}
 
     # ------------------------------------------------------------------ inputs
     def _encode(self, prompts: Sequence[str] | None, input_ids: Sequence[Sequence[int]] | None) -> list[list[int]]:
-        if (prompts is None) == (input_ids is None):
-            raise ValueError("pass exactly one of prompts= or input_ids=")
-        if prompts is not None:
-            if self.tokenizer is None:
-                raise ValueError("string prompts need a tokenizer; pass input_ids= instead")
-            input_ids = [self.tokenizer(p).input_ids for p in prompts]
-        ids = [list(map(int, p)) for p in input_ids]
-        if not ids:
-            raise ValueError("no prompts given")
+        ids = encode_prompts(self.tokenizer, prompts, input_ids, ids_arg="input_ids")
         limit = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
         for i, p in enumerate(ids):
-            if not p:
-                raise ValueError(f"prompt {i} is empty (no tokens)")
             if isinstance(limit, int) and len(p) + self.max_new_tokens > limit:
                 raise ValueError(f"prompt {i} has {len(p)} tokens; with max_new_tokens={self.max_new_tokens} it "
                                  f"exceeds the model's context of {limit} tokens")
