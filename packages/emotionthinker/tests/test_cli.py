@@ -50,13 +50,28 @@ def test_annotate_adds_levels_caption_and_prompt(tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out.jsonl"
-    res = runner.invoke(app, ["annotate", "--data", str(src), "--out", str(out), "--workers", "1"])
+    res = runner.invoke(app, ["annotate", "--input", str(src), "--output", str(out), "--workers", "1",
+                              "--min-group", "3"])
     assert res.exit_code == 0, res.output
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["pitch_level"] for r in recs[:3]] == ["low", "normal", "high"]
     assert [r["energy_level"] for r in recs[:3]] == ["low", "normal", "high"]
     assert recs[0]["caption"].startswith('A female speaker says "we made it" with low pitch')
     assert "error" in recs[3] and "bad.wav" in recs[3]["error"]
+    cuts = tmp_path / "out.jsonl.calibration.json"
+    assert json.loads(cuts.read_text())["levels"]["pitch_level"]["groups"]["X/female"]["cuts"] is not None
+    # reuse the cut points on one clip of another corpus: its levels come from the file, not from refitting
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps(rows[2] | {"dataset": "X"}) + "\n")
+    out2 = tmp_path / "out2.jsonl"
+    res = runner.invoke(app, ["annotate", "--input", str(one), "--output", str(out2), "--workers", "1",
+                              "--calibration", str(cuts), "--save-calibration", str(tmp_path / "used.json")])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out2.read_text())["pitch_level"] == "high"
+    assert json.loads((tmp_path / "used.json").read_text()) == json.loads(cuts.read_text())
+    res = runner.invoke(app, ["annotate", "--input", str(one), "--output", str(out2), "--calibration",
+                              str(tmp_path / "missing.json")])
+    assert res.exit_code == 2 and "missing.json" in res.output
 
 
 def test_eval_writes_metrics_and_confusion_png(tmp_path):

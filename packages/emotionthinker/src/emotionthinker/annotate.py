@@ -9,7 +9,7 @@ from rlcore.cli import load_config
 from rlcore.io import iter_jsonl, write_jsonl
 
 from .batch import extract_many
-from .calibration import calibrate_levels
+from .calibration import calibrate_levels, load_calibration, save_calibration
 from .caption import build_cot_prompt, compute_caption
 from .config import AnnotateConfig, ProsodyConfig
 
@@ -17,13 +17,15 @@ __all__ = ["annotate"]
 
 
 def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
-    """Annotate ``cfg.data`` into ``cfg.out``; records whose audio fails keep an ``error`` field and no levels.
+    """Annotate ``cfg.input`` into ``cfg.output``; records whose audio fails keep an ``error`` field and no levels.
 
     Returns:
-        ``{"records", "failed", "cuts"}`` (the calibration report: cuts per level and group).
+        ``{"records", "failed", "calibration", "calibration_reused"}``: the path of the cut points used (fitted
+        on the input, or ``cfg.calibration`` reused).
     """
     pcfg = load_config(ProsodyConfig, cfg.prosody_config or None)
-    src = Path(cfg.data)
+    reuse = load_calibration(cfg.calibration) if cfg.calibration else None  # checked before any extraction
+    src = Path(cfg.input)
     root = Path(cfg.audio_root) if cfg.audio_root else src.parent
     records = list(iter_jsonl(src, required=("audio_path",)))
     paths = [str(p if (p := Path(r["audio_path"])).is_absolute() else root / p) for r in records]
@@ -34,7 +36,9 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
         f = {k: v for k, v in f.items() if k != "audio_path"}
         merged.append(rec | ({"error": f["error"]} if "error" in f else {"prosody": f} | _flat(f)))
     ok = [m for m in merged if "error" not in m]
-    calibrated, report = calibrate_levels(ok, cfg.percentiles, cfg.min_group)
+    calibrated, calib = calibrate_levels(ok, cfg.percentiles, cfg.min_group, reuse, cfg.pooled_needs_min_group)
+    calib_path = cfg.save_calibration or f"{cfg.output}.calibration.json"
+    save_calibration(calib_path, calib)
     it = iter(calibrated)
     out = []
     for m in merged:
@@ -47,8 +51,9 @@ def annotate(cfg: AnnotateConfig) -> dict[str, Any]:
         c["caption"] = compute_caption(c)
         c["cot_prompt"] = build_cot_prompt(c)
         out.append(c)
-    write_jsonl(cfg.out, out)
-    return {"records": len(out), "failed": len(out) - len(ok), "cuts": report}
+    write_jsonl(cfg.output, out)
+    return {"records": len(out), "failed": len(out) - len(ok), "calibration": calib_path,
+            "calibration_reused": bool(cfg.calibration)}
 
 
 def _flat(f: dict[str, Any]) -> dict[str, Any]:

@@ -56,6 +56,7 @@ class ProsodyConfig:
     reliable_min_voiced: int = option(25, "f0_reliable needs at least this many voiced speech frames")
     reliable_min_voiced_share: float = option(0.20, "f0_reliable needs this voiced share of speech frames")
     intonation_medfilt: int = option(5, "median-filter kernel on the semitone contour")
+    intonation_medfilt_mode: str = option("nearest", "median-filter edge padding (released: nearest; scipy.ndimage modes)")
     intonation_savgol_window: int = option(9, "Savitzky-Golay window")
     intonation_savgol_order: int = option(2, "Savitzky-Golay polynomial order")
     dynamics_min_voiced_s: float = option(0.25, "dynamics need this much voiced time (s)")
@@ -67,6 +68,7 @@ class ProsodyConfig:
     turn_min_r2_gain: float = option(0.05, "R^2 gain of the quadratic over the line for a turn")
     turn_vertex_range: tuple[float, float] = option((0.25, 0.75), "vertex position range (normalised time) for a turn")
     pause_s: float = option(0.3, "a voiced gap longer than this is a pause (confidence x 0.7 each)")
+    confidence_full_voiced_factor: float = option(2.0, "confidence duration factor reaches 1 at this x shape_min_voiced_s (released: 2 -> 1.0 s)")
     min_confidence: float = option(0.15, "intonation below this confidence -> 'uncertain'")
 
     def __post_init__(self) -> None:
@@ -76,6 +78,8 @@ class ProsodyConfig:
             raise ValueError(f"fmin ({self.fmin}) must be below fmax ({self.fmax})")
         if self.octave_local_kernel % 2 == 0 or self.intonation_medfilt % 2 == 0:
             raise ValueError("octave_local_kernel and intonation_medfilt must be odd")
+        if self.intonation_medfilt_mode not in ("nearest", "reflect", "mirror", "wrap", "constant"):
+            raise ValueError(f"intonation_medfilt_mode must be a scipy.ndimage mode, got {self.intonation_medfilt_mode!r}")
         if self.intonation_savgol_order >= self.intonation_savgol_window:
             raise ValueError("intonation_savgol_order must be below intonation_savgol_window")
         if not 0 < self.second_pass_low < 1 < self.second_pass_high:
@@ -103,17 +107,20 @@ class RunConfig:
 class AnnotateConfig:
     """``emotionthinker annotate``: prosody + calibrated levels + caption for an EmotionCoT-style JSONL."""
 
-    data: str = option("", "input JSONL (audio_path, transcription; optional dataset, gender, emotion)")
-    out: str = option("", "output JSONL (input fields + pitch/energy/speed levels, intonation, caption)")
+    input: str = option("", "input JSONL (audio_path, transcription; optional dataset, gender, emotion)")
+    output: str = option("", "output JSONL (input fields + pitch/energy/speed levels, intonation, caption)")
     audio_root: str = option("", "folder that relative audio_path values are resolved against (default: the JSONL's)")
-    percentiles: tuple[float, float] = option((33.3, 66.7), "cut percentiles (pipeline default: tertiles)")
+    percentiles: tuple[float, float] = option((100 / 3, 200 / 3), "cut percentiles (released: exact tertiles)")
     min_group: int = option(50, "smallest corpus(/gender) group with its own cuts; smaller ones use the pooled fallback")
+    pooled_needs_min_group: bool = option(True, "a pooled fallback group also needs min_group members, else no level (released)")
+    calibration: str = option("", "reuse the cut points in this JSON file instead of fitting them on the input")
+    save_calibration: str = option("", "write the cut points used to this JSON file (default: <output>.calibration.json)")
     workers: int = option(0, "worker processes for extraction (0 = one per CPU core)")
     prosody_config: str = option("", "optional YAML/TOML/JSON file overriding ProsodyConfig constants")
 
     def __post_init__(self) -> None:
-        if not self.data or not self.out:
-            raise ValueError("data and out are required")
+        if not self.input or not self.output:
+            raise ValueError("--input and --output are required")
         self.percentiles = tuple(float(p) for p in self.percentiles)
         if len(self.percentiles) != 2 or not 0 < self.percentiles[0] < self.percentiles[1] < 100:
             raise ValueError(f"percentiles must be two increasing values in (0, 100), got {self.percentiles}")

@@ -1,8 +1,8 @@
 """Intonation contour: coarse dynamics (flat / moderate / expressive) and fine shape (rising, falling, turns).
 
 Released pipeline ``intonation.py`` (spec "Intonation"): voiced frames in semitones re the utterance median (no
-interpolation over gaps), median filter 5, Savitzky-Golay (9, 2). The confidence heuristic's exact form is not
-in the spec; ours is documented on :func:`compute_shape_confidence`.
+interpolation over gaps), median filter 5 with edge padding ``nearest``, Savitzky-Golay (9, 2), and the released
+confidence heuristic (:func:`compute_shape_confidence`).
 """
 
 from __future__ import annotations
@@ -42,14 +42,15 @@ def compute_contour(voiced_f0: np.ndarray, frame_s: float, cfg: ProsodyConfig) -
     Returns:
         ``(times_s (V,), st (V,))``: times of the voiced frames and their smoothed semitones re the median.
     """
-    from scipy.signal import medfilt, savgol_filter
+    from scipy.ndimage import median_filter
+    from scipy.signal import savgol_filter
 
     idx = np.flatnonzero(np.isfinite(voiced_f0))
     if idx.size == 0:
         return np.zeros(0), np.zeros(0)
     st = 12.0 * np.log2(voiced_f0[idx] / np.median(voiced_f0[idx]))  # (V,)
-    if st.size >= cfg.intonation_medfilt:
-        st = medfilt(st, cfg.intonation_medfilt)
+    if st.size >= cfg.intonation_medfilt:  # released: edges padded with the nearest value (not zeros)
+        st = median_filter(st, size=cfg.intonation_medfilt, mode=cfg.intonation_medfilt_mode)
     if st.size >= cfg.intonation_savgol_window:
         st = savgol_filter(st, cfg.intonation_savgol_window, cfg.intonation_savgol_order)
     return idx * frame_s, st
@@ -69,7 +70,7 @@ def _r2(y: np.ndarray, fit: np.ndarray) -> float:
     return 1.0 - float(np.sum((y - fit) ** 2)) / ss if ss > 0 else 0.0
 
 
-def compute_shape(t: np.ndarray, st: np.ndarray, cfg: ProsodyConfig) -> tuple[str, float, dict[str, float]]:
+def compute_shape(t: np.ndarray, st: np.ndarray, cfg: ProsodyConfig) -> tuple[str, dict[str, float | None]]:
     r"""Fine contour shape on normalised time :math:`x \in [0, 1]` over the voiced span.
 
     :math:`\delta` = median(last quarter) - median(first quarter). Fit a line and a quadratic :math:`q`. A turn:
@@ -83,42 +84,57 @@ def compute_shape(t: np.ndarray, st: np.ndarray, cfg: ProsodyConfig) -> tuple[st
         cfg: thresholds.
 
     Returns:
-        ``(shape, margin, stats)``: ``margin`` in [0, 1] is how far past its threshold the decision is.
+        ``(shape, stats)`` with ``delta_st``, ``turn_depth_st`` (``None`` for a straight fit) and ``r2_gain``.
     """
     x = (t - t[0]) / max(t[-1] - t[0], 1e-9)  # (V,)
     delta = float(np.median(st[x >= 0.75]) - np.median(st[x <= 0.25]))
     lin = np.polyval(np.polyfit(x, st, 1), x)
     a, b, c = np.polyfit(x, st, 2)
     gain = _r2(st, np.polyval([a, b, c], x)) - _r2(st, lin)
-    stats = {"delta_st": delta, "r2_gain": float(gain)}
+    stats: dict[str, float | None] = {"delta_st": delta, "turn_depth_st": None, "r2_gain": float(gain)}
     if abs(a) > 1e-9:
         xv = -b / (2 * a)
         depth = float((a * xv**2 + b * xv + c) - (c + (a + b + c)) / 2)
+        stats["turn_depth_st"] = depth
         lo, hi = cfg.turn_vertex_range
         if lo <= xv <= hi and abs(depth) >= cfg.turn_depth_st and gain >= cfg.turn_min_r2_gain:
-            margin = min(abs(depth) / cfg.turn_depth_st - 1.0, gain / cfg.turn_min_r2_gain - 1.0)
-            return ("rising-falling" if depth > 0 else "falling-rising"), _clip01(0.5 + margin), stats
-    thr = cfg.shape_delta_st
-    if abs(delta) >= thr:
-        return ("rising" if delta > 0 else "falling"), _clip01(0.5 + (abs(delta) - thr) / thr), stats
-    return "level", _clip01(0.5 + (thr - abs(delta)) / thr), stats
+            return ("rising-falling" if depth > 0 else "falling-rising"), stats
+    if delta >= cfg.shape_delta_st:
+        return "rising", stats
+    if delta <= -cfg.shape_delta_st:
+        return "falling", stats
+    return "level", stats
+
+
+def compute_shape_confidence(shape: str, delta_st: float, turn_depth_st: float | None, voiced_s: float,
+                             n_pauses: int, cfg: ProsodyConfig) -> float:
+    r"""The released confidence heuristic, rounded to 3 decimals.
+
+    :math:`c = \mathrm{clip}(m, 0, 1) \cdot \mathrm{clip}(v / (2 v_{min}), 0, 1) \cdot 0.7^{p}`. The margin :math:`m` is how far the deciding statistic is past its threshold, in threshold units:
+    rising/falling :math:`|\delta|/2 - 1`, turns :math:`|d|/2 - 1`, level :math:`1 - |\delta|/2`. ``v`` voiced
+    seconds (factor 1 from 1.0 s = twice the 0.5 s shape minimum), ``p`` pauses > 0.3 s.
+
+    Example:
+        >>> compute_shape_confidence("rising", 2.25, None, 1.2, 0, ProsodyConfig())  # a 3-st linear glide
+        0.125
+        >>> compute_shape_confidence("falling", -5.0, None, 0.75, 1, ProsodyConfig())  # 1 * 0.75 * 0.7
+        0.525
+    """
+    if shape in ("rising", "falling"):
+        margin = abs(delta_st) / cfg.shape_delta_st - 1.0
+    elif shape in ("rising-falling", "falling-rising"):
+        margin = abs(turn_depth_st or 0.0) / cfg.turn_depth_st - 1.0
+    elif shape == "level":
+        margin = 1.0 - abs(delta_st) / cfg.shape_delta_st
+    else:
+        return 0.0
+    full_s = cfg.confidence_full_voiced_factor * cfg.shape_min_voiced_s
+    score = _clip01(margin) * _clip01(voiced_s / full_s) * 0.7**n_pauses
+    return round(float(score), 3)
 
 
 def _clip01(v: float) -> float:
     return float(min(max(v, 0.0), 1.0))
-
-
-def compute_shape_confidence(margin: float, voiced_s: float, n_pauses: int, cfg: ProsodyConfig) -> float:
-    r"""Heuristic confidence: :math:`c = m \cdot \min(1, v / (3 v_{min})) \cdot 0.7^{p}`.
-
-    ``m`` the decision margin (0.5 at the threshold, 1 at twice it), ``v`` voiced seconds (factor 1 from 1.5 s
-    with the 0.5 s shape minimum), ``p`` pauses > 0.3 s. The spec gives only the three factors [U form].
-
-    Example:
-        >>> compute_shape_confidence(1.0, 3.0, 1, ProsodyConfig())
-        0.7
-    """
-    return float(margin * min(1.0, voiced_s / (3 * cfg.shape_min_voiced_s)) * 0.7**n_pauses)
 
 
 def compute_intonation(voiced_f0: np.ndarray, frame_s: float, cfg: ProsodyConfig) -> Intonation:
@@ -134,13 +150,13 @@ def compute_intonation(voiced_f0: np.ndarray, frame_s: float, cfg: ProsodyConfig
     dynamics, rng = compute_dynamics(st, cfg) if voiced_s >= cfg.dynamics_min_voiced_s else (None, None)
     if voiced_s < cfg.shape_min_voiced_s:
         return Intonation(dynamics, None, 0.0, "too_short", rng, None)
-    shape, margin, stats = compute_shape(t, st, cfg)
+    shape, stats = compute_shape(t, st, cfg)
     n_pauses = int(np.sum(np.diff(t) > cfg.pause_s))
-    conf = compute_shape_confidence(margin, voiced_s, n_pauses, cfg)
+    conf = compute_shape_confidence(shape, stats["delta_st"], stats["turn_depth_st"], voiced_s, n_pauses, cfg)
     if conf < cfg.min_confidence:
         label = "uncertain"
     elif shape in DIRECTIONAL:
         label = shape
     else:
         label = "expressive" if dynamics == "expressive" else "flat"
-    return Intonation(dynamics, shape, round(conf, 4), label, rng, stats["delta_st"])
+    return Intonation(dynamics, shape, conf, label, rng, stats["delta_st"])

@@ -112,21 +112,14 @@ def _pyin(y: np.ndarray, fmin: float, fmax: float, cfg: ProsodyConfig) -> np.nda
     return np.where(voiced, f0, np.nan)
 
 
-def _octave_shift(st: np.ndarray, ref: np.ndarray, min_gain: float) -> np.ndarray:
-    """Shift each value by +-12 st when that brings it >= ``min_gain`` st closer to ``ref``."""
-    cand = np.stack([st, st + 12.0, st - 12.0])  # (3, V)
-    dist = np.abs(cand - ref)  # (3, V)
-    best = dist.argmin(axis=0)
-    gain = dist[0] - dist[best, np.arange(st.size)]
-    return np.where(gain >= min_gain, cand[best, np.arange(st.size)], st)
-
-
 def compute_octave_repair(f0: np.ndarray, cfg: ProsodyConfig) -> np.ndarray:
-    """Octave-error repair on the voiced frames (pipeline): local running-median pass(es), then a global pass.
+    """Octave-error repair on the voiced frames (released pipeline): local running-median passes, then global.
 
-    (a) local: against a running median (kernel 9) of the voiced semitone track, a +-1 octave shift is applied
-    when it gains >= 6 st; two passes. (b) global: frames > 9 st from the utterance median that land within 6 st
-    of it after a +-1 octave shift are shifted.
+    (a) local, two passes: against a running median (kernel 9, edges padded ``nearest``) of the voiced
+    semitone track, a frame is shifted down, then up, by an octave when the shift brings it more than 6 st closer
+    and the shifted F0 stays inside [fmin, fmax] = [55, 500] Hz. (b) global: frames more than 9 st from the
+    utterance median that land within 6 st of it after a +-1 octave shift are shifted. Frames that end up outside
+    [fmin, fmax] become unvoiced.
 
     Args:
         f0: ``(F,)`` Hz, NaN = unvoiced.
@@ -135,23 +128,31 @@ def compute_octave_repair(f0: np.ndarray, cfg: ProsodyConfig) -> np.ndarray:
     Returns:
         ``(F,)`` repaired F0 (unvoiced frames untouched).
     """
-    from scipy.signal import medfilt
+    from scipy.ndimage import median_filter
 
     voiced = np.isfinite(f0)
     if voiced.sum() < 3:
         return f0.copy()
     st = 12.0 * np.log2(f0[voiced])  # (V,) semitones re 1 Hz
+    lo_st, hi_st = 12.0 * np.log2(cfg.fmin), 12.0 * np.log2(cfg.fmax)
     k = min(cfg.octave_local_kernel, st.size if st.size % 2 else st.size - 1)
+    k = max(3, k if k % 2 else k - 1)
     for _ in range(cfg.octave_local_passes):
-        st = _octave_shift(st, medfilt(st, k), cfg.octave_local_min_gain_st)
-    med = np.median(st)
-    far = np.abs(st - med) > cfg.octave_global_far_st
-    for shift in (12.0, -12.0):
-        fix = far & (np.abs(st + shift - med) <= cfg.octave_global_near_st)
-        st = np.where(fix, st + shift, st)
-        far &= ~fix
+        local = median_filter(st, size=k, mode="nearest")  # (V,)
+        for shift in (-12.0, 12.0):
+            cand = st + shift
+            gain = np.abs(st - local) - np.abs(cand - local)
+            st = np.where((gain > cfg.octave_local_min_gain_st) & (cand >= lo_st) & (cand <= hi_st), cand, st)
+    if st.size >= 5:
+        med = np.median(st)
+        far = np.abs(st - med) > cfg.octave_global_far_st
+        for shift in (-12.0, 12.0):
+            fix = far & (np.abs(st + shift - med) <= cfg.octave_global_near_st)
+            st = np.where(fix, st + shift, st)
+            far &= ~fix
     out = f0.copy()
-    out[voiced] = 2.0 ** (st / 12.0)
+    rep = 2.0 ** (st / 12.0)
+    out[voiced] = np.where((rep >= cfg.fmin) & (rep <= cfg.fmax), rep, np.nan)
     return out
 
 
