@@ -119,3 +119,46 @@ class TestFormatRewardFunc:
 
     def test_name(self):
         assert get_format_reward().__name__ == "format_reward"
+
+
+class TestParaphraseRepetition:
+    BASE = ("The old harbour town wakes slowly as fishing boats return through the morning fog with silver catches "
+            "while merchants open wooden shutters and children carry baskets of bread along narrow cobbled streets "
+            "toward the square where the bell tower marks each hour for sailors and farmers alike")
+    OTHER = ("Far inland a quiet mountain monastery keeps ancient manuscripts in cold stone libraries where monks "
+             "copy faded prayers by candlelight and tend terraced gardens of herbs growing beside a frozen spring")
+
+    @staticmethod
+    def _reword(text, share, seed=0):
+        import random
+
+        words = text.split()
+        rng = random.Random(seed)
+        for i in rng.sample(range(len(words)), int(share * len(words))):
+            words[i] = f"zq{i}x"  # a different word at 30% of positions: every 4-gram touching it changes
+        return " ".join(words)
+
+    def test_reworded_repeat_is_caught_where_ngrams_miss_it(self):
+        from longwriter_zero.format_reward import compute_paraphrase_repetition_rate
+
+        answer = self.BASE + "\n\n" + self._reword(self.BASE, 0.3)
+        assert compute_repetition_rate(answer) == 0.0  # the lexical 4-gram check misses it
+        # the second paragraph (same token count as the first) is a near-duplicate: half the tokens
+        assert compute_paraphrase_repetition_rate(answer) == pytest.approx(0.5)
+
+    def test_distinct_paragraphs_on_one_topic_are_not_repeats(self):
+        from longwriter_zero.format_reward import compute_paraphrase_repetition_rate
+
+        assert compute_paraphrase_repetition_rate(self.BASE + "\n\n" + self.OTHER) == 0.0
+        assert compute_paraphrase_repetition_rate(self.BASE) == 0.0
+        assert compute_paraphrase_repetition_rate("") == 0.0
+
+    def test_reward_modes(self):
+        text = "<think>plan</think><answer>" + self.BASE + "\n\n" + self._reword(self.BASE, 0.3)
+        both = get_format_reward()(prompts=["q"], completions=[text])[0]
+        ngram = get_format_reward(repetition="ngram")(prompts=["q"], completions=[text])[0]
+        assert ngram == 1.0 and both == pytest.approx(0.5)  # 1[valid] - 1.0 * 0.5
+
+    def test_bad_mode(self):
+        with pytest.raises(ValueError, match="repetition"):
+            get_format_reward(repetition="semantic")

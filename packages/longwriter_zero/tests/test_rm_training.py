@@ -48,3 +48,34 @@ def test_bad_pairs(tmp_path):
     p.write_text('{"chosen": "a", "rejected": 5}\n')
     with pytest.raises(DataError, match="record 1"):
         load_pairs(str(p))
+
+
+def test_training_and_scoring_see_the_same_tokens(tiny_seqcls_base, tmp_path):
+    """The RM is scored on exactly the ids train-rm trains on: question head, answer, EOS (TRL appends EOS)."""
+    import torch
+    from longwriter_zero.rm_training import tokenize_pairs
+    from longwriter_zero.writing_reward import get_writing_reward
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    rm = AutoModelForSequenceClassification.from_pretrained(tiny_seqcls_base, num_labels=1)
+    rm.save_pretrained(tmp_path / "rm")
+    AutoTokenizer.from_pretrained(tiny_seqcls_base).save_pretrained(tmp_path / "rm")
+    f = get_writing_reward(str(tmp_path / "rm"), max_length=40, max_question_tokens=8, device="cpu")
+    model, tok = f.load()
+    q, a = "Write about the sea.", "The sea is wide and deep and blue. " * 6
+    rows = tokenize_pairs([{"prompt": q, "chosen": a, "rejected": "sea"}], tok, 40, 8)
+    ids = rows["rows"][0]["chosen_ids"]
+    assert ids == f._encode(q, a) and len(ids) == 40 and ids[-1] == tok.eos_token_id
+    assert rows["truncated"] == 1  # the long pair is cut like scoring cuts it, not dropped
+    with torch.no_grad():
+        direct = model(input_ids=torch.tensor([ids])).logits[0, 0].item()
+    assert f.score_texts([q], [a])[0] == pytest.approx(direct, abs=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:.*gradient_checkpointing.* is deprecated:FutureWarning")
+def test_long_pairs_are_truncated_not_dropped(tiny_seqcls_base, tmp_path):
+    p = tmp_path / "long.jsonl"
+    p.write_text(json.dumps({"prompt": "Write.", "chosen": "word " * 200, "rejected": "bad"}) + "\n")
+    res = train_reward_model(TrainRMConfig(model=tiny_seqcls_base, dataset=str(p), output_dir=str(tmp_path / "rm"),
+                                           max_length=32, max_steps=1, per_device_train_batch_size=1, device="cpu"))
+    assert res["pairs_used"] == 1 and res["pairs_truncated"] == 1

@@ -37,6 +37,9 @@ class RewardConfig:
     format_threshold: float = option(0.5, "share of already-seen n-grams that makes a unit a near-duplicate (assumption)")
     format_penalty: float = option(1.0, "format reward = 1[valid] - penalty * repetition rate (assumption)")
     format_unit_words: int = option(100, "window size in tokens for long paragraphs in the repetition check")
+    format_repetition: str = option("both", "repetition check: ngram (lexical 4-grams), minhash (paraphrases: content-word "
+                                    "Jaccard via MinHash LSH) or both (the larger rate)")
+    format_minhash_threshold: float = option(0.4, "content-word Jaccard that makes a unit a paraphrased repeat (assumption)")
 
     def __post_init__(self) -> None:
         _positive(self, "rm_max_length", "rm_batch_size", "l_max", "format_ngram", "format_unit_words")
@@ -48,6 +51,10 @@ class RewardConfig:
             raise ValueError(f"untagged must be none or whole, got {self.untagged!r}")
         if not 0 < self.format_threshold <= 1:
             raise ValueError(f"format_threshold must be in (0, 1], got {self.format_threshold}")
+        if self.format_repetition not in ("ngram", "minhash", "both"):
+            raise ValueError(f"format_repetition must be ngram, minhash or both, got {self.format_repetition!r}")
+        if not 0 < self.format_minhash_threshold <= 1:
+            raise ValueError(f"format_minhash_threshold must be in (0, 1], got {self.format_minhash_threshold}")
         if self.format_penalty < 0:
             raise ValueError(f"format_penalty must be >= 0, got {self.format_penalty}")
 
@@ -142,6 +149,8 @@ class PredictLengthConfig:
     model: str = option("", "assessor causal LM (paper: QwQ-32B); '' for the rule-based path + fallback only")
     question_column: str = option("question", "field with the request")
     length_column: str = option("length_range", "field to write (records that already have it are kept: cache)")
+    length_rules: str = option("on", "on: explicit single word counts by rule (N +/- 10%, the assessor's own rule 5), "
+                               "the rest by the assessor; off: the assessor LM for every query (paper)")
     fallback_lower: int = option(0, "fallback range lower bound when nothing parses ([0,0]: no length reward)")
     fallback_upper: int = option(0, "fallback range upper bound")
     max_new_tokens: int = option(64, "assessor generation budget")
@@ -152,6 +161,8 @@ class PredictLengthConfig:
         if not self.input or not self.output:
             raise ValueError("input and output are required")
         _positive(self, "max_new_tokens", "batch_size")
+        if self.length_rules not in ("on", "off"):
+            raise ValueError(f"length_rules must be on or off, got {self.length_rules!r}")
         if not 0 <= self.fallback_lower <= self.fallback_upper <= 12000:
             raise ValueError("need 0 <= fallback_lower <= fallback_upper <= 12000")
 
@@ -188,7 +199,9 @@ class TrainRMConfig:
     model: str = option("", "base model for the RM (any HF model loadable for sequence classification)")
     dataset: str = option("", "JSONL of pairs: prompt (optional), chosen, rejected")
     output_dir: str = option("runs/writing-rm", "where the trained RM is saved")
-    max_length: int = option(4096, "max pair length in tokens (TRL drops longer pairs; the count is reported)")
+    max_length: int = option(4096, "RM input budget in tokens, as rm_max_length at scoring (longer pairs are truncated the same way)")
+    max_question_tokens: int = option(512, "tokens of the prompt kept (as rm_max_question_tokens at scoring)")
+    truncation: str = option("head_tail", "answer truncation, as rm_truncation at scoring: head_tail, head or tail")
     learning_rate: float = option(1e-5, "learning rate (assumption: not published)")
     num_train_epochs: float = option(1.0, "epochs")
     max_steps: int = option(-1, "stop after N steps (-1: epochs decide)")
@@ -204,5 +217,9 @@ class TrainRMConfig:
             raise ValueError("model and dataset are required")
         _positive(self, "max_length", "learning_rate", "num_train_epochs", "per_device_train_batch_size",
                   "gradient_accumulation_steps")
+        if self.truncation not in ("head_tail", "head", "tail"):
+            raise ValueError(f"truncation must be head_tail, head or tail, got {self.truncation!r}")
+        if self.max_question_tokens < 0:
+            raise ValueError(f"max_question_tokens must be >= 0, got {self.max_question_tokens}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"max_steps must be -1 or > 0, got {self.max_steps}")

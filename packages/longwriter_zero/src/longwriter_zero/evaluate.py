@@ -6,7 +6,7 @@ from typing import Any
 
 from rlcore.io import DataError, read_jsonl, write_json
 
-from .format_reward import check_format, compute_repetition_rate
+from .format_reward import FormatReward, check_format
 from .length_reward import compute_length_reward, count_words, parse_length_range
 from .prompts import extract_answer
 
@@ -25,6 +25,8 @@ def length_format_metrics(records: list[dict[str, Any]], cfg: Any, where: str = 
     in_range = err = lr = 0.0
     n_range = valid = no_answer = 0
     rep = 0.0
+    fmt = FormatReward(cfg.think, cfg.format_ngram, cfg.format_threshold, cfg.format_penalty, cfg.format_unit_words,
+                       cfg.format_repetition, cfg.format_minhash_threshold)
     for i, rec in enumerate(records, 1):
         text = rec.get("completion")
         if not isinstance(text, str):
@@ -33,7 +35,7 @@ def length_format_metrics(records: list[dict[str, Any]], cfg: Any, where: str = 
         no_answer += answer is None
         words = count_words(answer or "")
         valid += check_format(text, cfg.think)
-        rep += compute_repetition_rate(answer or "", cfg.format_ngram, cfg.format_threshold, cfg.format_unit_words)
+        rep += fmt.repetition_rate(answer or "")
         if cfg.length_column in rec:
             try:
                 lo, hi = parse_length_range(rec[cfg.length_column], cfg.length_column)

@@ -9,6 +9,10 @@ Length RM cannot be gamed by repeating paragraphs; its exact metric is not publi
   ``>= threshold``. N-grams are hashed (64-bit rolling hash in numpy), first occurrences found with one
   ``np.unique``, so the check is O(N log N) in the answer length, not pairwise over paragraphs.
 - *Repetition rate*: the share of the answer's tokens lying in near-duplicate units.
+- *Paraphrased repeats* (reworded padding keeps few 4-grams: with 30% of the words changed most 4-grams differ):
+  each unit's set of content words (lower-cased words minus common function words; CJK character bigrams) is
+  MinHashed (``datasketch``), and a unit is a near-duplicate when an LSH query finds an *earlier* unit whose exact
+  Jaccard similarity is ``>= minhash_threshold``. ``repetition="both"`` (default) takes the larger of the two rates.
 - Reward: ``1[valid structure] - penalty * repetition_rate`` (in ``[-penalty, 1]``).
 
 Tokens are lower-cased English words/digit runs and single CJK characters.
@@ -24,7 +28,8 @@ from rlcore.rewards import completion_text
 
 from .prompts import extract_answer
 
-__all__ = ["check_format", "compute_repetition_rate", "FormatReward", "get_format_reward"]
+__all__ = ["check_format", "compute_repetition_rate", "compute_paraphrase_repetition_rate", "FormatReward",
+           "get_format_reward", "REPETITION_MODES"]
 
 _MULT = np.uint64(0x100000001B3)  # FNV-style odd multiplier; uint64 arithmetic wraps (mod 2**64)
 _TRAILING = ("<|user|>", "<|用户|>", "<|endoftext|>")
@@ -139,29 +144,108 @@ def compute_repetition_rate(answer: str, ngram: int = 4, threshold: float = 0.5,
     return float(dup_unit[unit_of].sum() / n_tok)
 
 
+REPETITION_MODES = ("ngram", "minhash", "both")
+_FUNCTION_WORDS = frozenset(
+    "a an the and or but if then than so as of to in on at by for from with into onto over under about after before "
+    "is are was were be been being am do does did have has had will would can could shall should may might must "
+    "i you he she it we they me him her us them my your his its our their this that these those there here "
+    "not no yes all any some each every more most such very also just only too up out off own same other "
+    "what which who whom whose when where why how".split()
+)
+_CJK_RUN = re.compile(r"[\u4e00-\u9fff]+")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _shingles(unit: str) -> set[str]:
+    """Content words of a unit (function words dropped) and bigrams of its CJK characters."""
+    out = {w for w in _WORD.findall(unit) if w not in _FUNCTION_WORDS}
+    for run in _CJK_RUN.findall(unit):
+        out.update(run[i : i + 2] for i in range(max(1, len(run) - 1)))
+    return out
+
+
+def _text_units(answer: str, unit_words: int) -> list[tuple[str, int]]:
+    """``(unit text, token count)`` per paragraph, long paragraphs cut into windows of ``unit_words`` tokens."""
+    units = []
+    for para in answer.lower().split("\n"):
+        toks = _TOKEN.findall(para)
+        for s in range(0, len(toks), unit_words):
+            window = toks[s : s + unit_words]
+            units.append((" ".join(window), len(window)))
+    return [u for u in units if u[1]]
+
+
+def compute_paraphrase_repetition_rate(answer: str, threshold: float = 0.4, unit_words: int = 100,
+                                       num_perm: int = 64, min_shingles: int = 5) -> float:
+    r"""Share of the answer's tokens in units that paraphrase an earlier unit (content-word Jaccard, MinHash LSH).
+
+    A unit with fewer than ``min_shingles`` content words is too short to judge and never counts. Candidates from
+    the LSH index are confirmed with the exact Jaccard similarity of the two shingle sets, so there are no false
+    positives; LSH may miss a pair just above ``threshold`` (64 permutations).
+
+    Example:
+        >>> a = "The lighthouse keeper watched storms roll across the grey northern sea every winter night"
+        >>> b = "The lighthouse keeper observed storms moving across the grey northern ocean every winter night"
+        >>> compute_paraphrase_repetition_rate(a + "\n\n" + b)  # b rewords a: its 14 of 28 tokens count
+        0.5
+    """
+    from datasketch import MinHash, MinHashLSH
+
+    if not 0 < threshold <= 1 or unit_words < 1:
+        raise ValueError(f"need 0 < threshold <= 1 and unit_words >= 1, got {threshold}, {unit_words}")
+    units = _text_units(answer, unit_words)
+    sets = [_shingles(u) for u, _ in units]
+    judged = [i for i, sh in enumerate(sets) if len(sh) >= min_shingles]
+    if len(judged) < 2:
+        return 0.0
+    hashes = MinHash.bulk([[w.encode("utf-8", "surrogatepass") for w in sets[i]] for i in judged], num_perm=num_perm)
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.05, 0.95))  # misses cost; candidates are checked
+    dup_tokens = 0
+    for i, mh in zip(judged, hashes):
+        for j in lsh.query(mh):
+            inter = len(sets[i] & sets[j])
+            if inter >= threshold * (len(sets[i]) + len(sets[j]) - inter):
+                dup_tokens += units[i][1]
+                break
+        lsh.insert(i, mh)
+    return dup_tokens / sum(n for _, n in units)
+
+
 class FormatReward:
-    """TRL reward: ``1[valid structure] - penalty * repetition_rate(answer)``."""
+    """TRL reward: ``1[valid structure] - penalty * repetition_rate(answer)`` (see the module docstring)."""
 
     def __init__(self, think: bool = True, ngram: int = 4, threshold: float = 0.5, penalty: float = 1.0,
-                 unit_words: int = 100):
+                 unit_words: int = 100, repetition: str = "both", minhash_threshold: float = 0.4):
         if penalty < 0:
             raise ValueError(f"penalty must be >= 0, got {penalty}")
+        if repetition not in REPETITION_MODES:
+            raise ValueError(f"repetition must be one of {REPETITION_MODES}, got {repetition!r}")
         compute_repetition_rate("", ngram, threshold, unit_words)  # validates the parameters
+        compute_paraphrase_repetition_rate("", minhash_threshold, unit_words)
         self.think, self.ngram, self.threshold, self.penalty, self.unit_words = think, ngram, threshold, penalty, unit_words
+        self.repetition, self.minhash_threshold = repetition, minhash_threshold
         self.__name__ = "format_reward"
+
+    def repetition_rate(self, answer: str) -> float:
+        """The repetition rate of ``answer`` under ``self.repetition``."""
+        rates = []
+        if self.repetition in ("ngram", "both"):
+            rates.append(compute_repetition_rate(answer, self.ngram, self.threshold, self.unit_words))
+        if self.repetition in ("minhash", "both"):
+            rates.append(compute_paraphrase_repetition_rate(answer, self.minhash_threshold, self.unit_words))
+        return max(rates)
 
     def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[float | None]:
         out: list[float | None] = []
         for c in completions:
             text = completion_text(c)
             answer = extract_answer(text) or ""
-            rep = compute_repetition_rate(answer, self.ngram, self.threshold, self.unit_words)
-            out.append(float(check_format(text, self.think)) - self.penalty * rep)
+            out.append(float(check_format(text, self.think)) - self.penalty * self.repetition_rate(answer))
         return out
 
 
 def get_format_reward(think: bool = True, ngram: int = 4, threshold: float = 0.5, penalty: float = 1.0,
-                      unit_words: int = 100):
+                      unit_words: int = 100, repetition: str = "both", minhash_threshold: float = 0.4):
     """Factory for :class:`FormatReward` (picklable, ``__name__ == "format_reward"``).
 
     Example:
@@ -169,4 +253,4 @@ def get_format_reward(think: bool = True, ngram: int = 4, threshold: float = 0.5
         >>> f(prompts=["q", "q"], completions=["<think>t</think><answer>Hello there", "Hello there"])
         [1.0, 0.0]
     """
-    return FormatReward(think, ngram, threshold, penalty, unit_words)
+    return FormatReward(think, ngram, threshold, penalty, unit_words, repetition, minhash_threshold)

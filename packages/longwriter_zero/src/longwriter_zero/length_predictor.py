@@ -77,7 +77,10 @@ def _checked(lo: int, hi: int) -> tuple[int, int]:
 
 
 def rule_based_range(query: str) -> tuple[int, int] | None:
-    """The range for a query with an explicit word count, or ``None`` when it has none.
+    """The range for a query with one explicit word count, or ``None`` when it has none or several.
+
+    Several different counts ("Summarize this 5,000-word article in 200 words") are ambiguous for rules, so they
+    are left to the assessor LM.
 
     Example:
         >>> rule_based_range("Write a 2,000-word essay on rivers.")
@@ -86,9 +89,16 @@ def rule_based_range(query: str) -> tuple[int, int] | None:
         ((1800, 2000), (2000, 2200))
         >>> rule_based_range("写一篇3000字的文章"), rule_based_range("Write a poem") is None
         ((2700, 3300), True)
+        >>> rule_based_range("Summarize this 5,000-word article in 200 words") is None
+        True
     """
-    if m := _RANGE.search(query):
-        lo, hi = _to_int(m.group(1), m.group(2)), _to_int(m.group(3), m.group(4) or m.group(2))
+    rng = _RANGE.search(query)
+    counts = {_to_int(m.group(1), m.group(2)) for m in _EXACT.finditer(query)
+              if rng is None or not rng.start() <= m.start() < rng.end()}
+    if len(counts) > 1:  # "Summarize this 5,000-word article in 200 words": which count is the output's? ask the LM
+        return None
+    if rng is not None:
+        lo, hi = _to_int(rng.group(1), rng.group(2)), _to_int(rng.group(3), rng.group(4) or rng.group(2))
         if lo <= hi:
             return _checked(lo, hi)
     for pat in (_AT_MOST, _AT_MOST_SUFFIX):
@@ -210,7 +220,7 @@ def predict_length_file(cfg: Any) -> dict[str, int]:
 
         model, tok = load_model_and_tokenizer(cfg.model, device=None if cfg.device == "auto" else cfg.device)
     predictor = LengthRangePredictor(model, tok, (cfg.fallback_lower, cfg.fallback_upper), cfg.max_new_tokens,
-                                     batch_size=cfg.batch_size)
+                                     use_rules=cfg.length_rules == "on", batch_size=cfg.batch_size)
     todo = [r for r in records if cfg.length_column not in r]
     preds = predictor.predict([r[cfg.question_column] for r in todo])
     for rec, p in zip(todo, preds, strict=True):

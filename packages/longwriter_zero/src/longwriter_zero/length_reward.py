@@ -46,7 +46,8 @@ def count_words(text: str) -> int:
     """
     if not text:
         return 0
-    cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # (L,) code points
+    # surrogatepass: a lone surrogate (invalid UTF-16 left in model text) is one code point, never an error
+    cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)  # (L,) code points
     word = _is_word_char(cp)
     starts = word.copy()
     starts[1:] &= ~word[:-1]  # first char of each run of word chars

@@ -1,7 +1,11 @@
 r"""Train a Bradley-Terry writing RM on preference pairs with TRL's ``RewardTrainer`` (``longwriter-zero train-rm``).
 
-Loss (TRL, the paper's Writing-RM objective): :math:`-\mathbb{E}\,\log\sigma(r(x, y_w) - r(x, y_l))`. Pairs
-longer than ``max_length`` tokens are dropped by TRL; the number kept is reported.
+Loss (TRL, the paper's Writing-RM objective): :math:`-\mathbb{E}\,\log\sigma(r(x, y_w) - r(x, y_l))`.
+
+Pairs are tokenized here with :func:`longwriter_zero.writing_reward.encode_rm_input`, the function the Writing
+reward scores with (question head, answer truncated by the same policy, EOS), and handed to TRL pre-tokenized
+(``chosen_ids``/``rejected_ids``): the RM is trained on exactly the layout it is later scored on, and a long pair is
+truncated the same way scoring truncates it instead of being dropped (the number truncated is reported).
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ from typing import Any
 
 from rlcore.io import DataError, read_jsonl
 
-from .writing_reward import check_rm_tokenizer
+from .writing_reward import check_rm_tokenizer, encode_rm_input
 
-__all__ = ["load_pairs", "train_reward_model"]
+__all__ = ["load_pairs", "tokenize_pairs", "train_reward_model"]
 
 
 def load_pairs(path: str) -> list[dict[str, str]]:
@@ -32,6 +36,20 @@ def load_pairs(path: str) -> list[dict[str, str]]:
             raise DataError(f"{path}: record {i}: chosen and rejected are identical")
         pairs.append({k: rec[k] for k in fields})
     return pairs
+
+
+def tokenize_pairs(pairs: list[dict[str, str]], tokenizer: Any, max_length: int, max_question_tokens: int = 512,
+                   truncation: str = "head_tail") -> dict[str, Any]:
+    """``{"rows": [{"chosen_ids", "rejected_ids"}], "truncated": n}`` in the scoring layout (see module docstring)."""
+    rows, truncated = [], 0
+    for p in pairs:
+        q = p.get("prompt", "")
+        ids = {k: encode_rm_input(tokenizer, q, p[k], max_length, max_question_tokens, truncation)
+               for k in ("chosen", "rejected")}
+        full = {k: encode_rm_input(tokenizer, q, p[k], 10**9, 10**9, truncation) for k in ("chosen", "rejected")}
+        truncated += any(len(ids[k]) < len(full[k]) for k in ids)
+        rows.append({"chosen_ids": ids["chosen"], "rejected_ids": ids["rejected"]})
+    return {"rows": rows, "truncated": truncated}
 
 
 def train_reward_model(cfg: Any) -> dict[str, Any]:
@@ -58,13 +76,14 @@ def train_reward_model(cfg: Any) -> dict[str, Any]:
         center_rewards_coefficient=cfg.center_rewards_coefficient or None, seed=cfg.seed, report_to="none",
         logging_steps=1, save_strategy="no", disable_tqdm=True, **({"use_cpu": True, "bf16": False} if cpu else {}),
     )
-    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=tok)
+    rows = tokenize_pairs(pairs, tok, cfg.max_length, cfg.max_question_tokens, cfg.truncation)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows["rows"]),
+                            processing_class=tok)
     kept = len(trainer.train_dataset)
-    if kept == 0:
-        raise DataError(f"{cfg.dataset}: every pair is longer than max_length={cfg.max_length} tokens")
     trainer.train()
     out = Path(cfg.output_dir) / "final"
     trainer.save_model(str(out))
     tok.save_pretrained(str(out))
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"model": str(out), "pairs": len(pairs), "pairs_used": kept, "final_loss": losses[-1] if losses else None}
+    return {"model": str(out), "pairs": len(pairs), "pairs_used": kept, "pairs_truncated": rows["truncated"],
+            "final_loss": losses[-1] if losses else None}

@@ -64,7 +64,7 @@ def build_reward_funcs(cfg: RewardConfig, device: str | None = None) -> list:
             cfg.rm_model, max_length=cfg.rm_max_length, max_question_tokens=cfg.rm_max_question_tokens,
             truncation=cfg.rm_truncation, batch_size=cfg.rm_batch_size, device=device, pad_with_eos=cfg.rm_pad_with_eos))
     funcs.append(get_format_reward(cfg.think, cfg.format_ngram, cfg.format_threshold, cfg.format_penalty,
-                                   cfg.format_unit_words))
+                                   cfg.format_unit_words, cfg.format_repetition, cfg.format_minhash_threshold))
     return funcs
 
 

@@ -6,7 +6,9 @@ The paper's Writing RM (Qwen2.5-72B trained on labelled preference pairs with
 TRL's ``RewardTrainer`` (the same loss).
 
 Input to the RM: the user's *question* (not the policy's long preamble) and the *answer* (thinking stripped),
-joined as ``question + "\n\n" + answer``.
+joined as ``question + "\n\n" + answer`` and closed by the tokenizer's EOS token, built by one function,
+:func:`encode_rm_input`, which ``train-rm`` also uses to tokenize its pairs: the RM is scored on exactly the token
+layout it was trained on (TRL's ``RewardTrainer`` appends EOS to every sequence; a score without it differs).
 
 Truncation policy (``max_length`` RM tokens; long writing easily exceeds an RM's window):
 
@@ -26,7 +28,7 @@ from rlcore.rewards import completion_text
 
 from .prompts import extract_answer
 
-__all__ = ["WritingReward", "get_writing_reward", "truncate_ids", "check_rm_tokenizer"]
+__all__ = ["WritingReward", "get_writing_reward", "truncate_ids", "check_rm_tokenizer", "encode_rm_input"]
 
 TRUNCATION_POLICIES = ("head_tail", "head", "tail")
 
@@ -67,6 +69,23 @@ def check_rm_tokenizer(tokenizer: Any, name: str, pad_with_eos: bool = False) ->
         f"the tokenizer of reward model {name!r} has no pad token, so it cannot score batches; set one when saving "
         "the RM, or pass rm_pad_with_eos=True to pad with its eos token"
     )
+
+
+def encode_rm_input(tokenizer: Any, question: str, answer: str, max_length: int = 4096,
+                    max_question_tokens: int = 512, truncation: str = "head_tail") -> list[int]:
+    """Token ids the writing RM sees: the question and a blank line, the answer, then EOS.
+
+    The question keeps its head (at most ``max_question_tokens``), the answer is cut to the remaining budget by
+    ``truncation``, and EOS closes it when the tokenizer has one.
+
+    Used for training (``train-rm``) and scoring alike, so both see the same layout; at most ``max_length`` ids.
+    An empty question contributes no tokens (pairs without a prompt).
+    """
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    q_ids = tokenizer(question + "\n\n", add_special_tokens=False)["input_ids"] if question else []
+    q_ids = truncate_ids(q_ids, min(max_question_tokens, max_length - len(eos) - 1), "head")
+    a_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    return q_ids + truncate_ids(a_ids, max_length - len(eos) - len(q_ids), truncation) + eos
 
 
 class WritingReward:
@@ -112,10 +131,7 @@ class WritingReward:
         return self._model, self._tok
 
     def _encode(self, question: str, answer: str) -> list[int]:
-        tok = self._tok
-        q_ids = truncate_ids(tok(question + "\n\n", add_special_tokens=False)["input_ids"], self.max_question_tokens, "head")
-        a_ids = tok(answer, add_special_tokens=False)["input_ids"]
-        return q_ids + truncate_ids(a_ids, self.max_length - len(q_ids), self.truncation)
+        return encode_rm_input(self._tok, question, answer, self.max_length, self.max_question_tokens, self.truncation)
 
     def score_texts(self, questions: list[str], answers: list[str]) -> list[float]:
         """RM scores of (question, answer) pairs, batched; inputs are truncated by the policy above."""
