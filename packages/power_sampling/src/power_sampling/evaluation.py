@@ -198,7 +198,10 @@ def run_eval(sampler_factory: Callable[[dict[str, Any]], Any], task: str, proble
             dt = (time.perf_counter() - t0) / max(len(samples), 1)
             for s in samples:
                 idx = start + s.prompt_index
-                g = spec.grade(s.text, problems[idx], timeout)
+                try:
+                    g = spec.grade(s.text, problems[idx], timeout)
+                except Exception as e:  # noqa: BLE001 - graders are total; a bad record must not lose the run
+                    g = GradeResult(False, None, error=f"{type(e).__name__}: {str(e)[:200]}")
                 rows.append({"task": task, "task_version": spec.version, "method": method, "problem": idx,
                              "sample": s.chain_index, "correct": g.correct, "prediction": g.prediction,
                              "grade_error": g.error, "detail": g.detail, "answer": str(problems[idx].get(spec.answer_field)),

@@ -1,22 +1,29 @@
 r"""Answer extraction and grading for the paper's benchmarks (Sec. 5.1): MATH500, HumanEval, GPQA, arithmetic.
 
-MATH500: the last ``\boxed{}`` (brace matched) is compared with the reference by ``math-verify``; when
-math-verify cannot parse either side we fall back to a sympy equality of the normalised strings, then to exact
-normalised-string match. Unlike the reference's ``eval_math.py``, a grader error is not silently scored 0: it is
-counted in ``GradeResult.error`` and reported. HumanEval: the program runs in a fresh ``python -I`` subprocess with
-a timeout (never in-process), no network is attempted by the harness, and the exit status decides.
+Every grader and parser here is total: it returns a :class:`GradeResult` / a value or None for any string, never
+raises, and runs in time linear in its input (regexes have bounded repetition; fuzzed in the tests).
+
+MATH500: the last ``\boxed{}`` (brace matched) is compared with the reference by ``math-verify`` restricted to
+its LaTeX parser (ANTLR-based; its plain-expression extractor calls sympy's ``parse_expr``, i.e. ``eval``, and is
+never used), then by exact match of the normalised strings. Nothing from a model or a dataset is ever passed to
+``eval``/``exec``/``sympify`` in this process. Answers longer than :data:`MAX_MATH_ANSWER_CHARS` skip math-verify
+(string match only) so a 1 MB box cannot stall grading. Unlike the reference's ``eval_math.py``, a grader error is
+not silently scored 0: it is recorded in ``GradeResult.error`` and reported.
+
+HumanEval: the official stop sequences are applied to the completion, then program + tests run in
+:func:`power_sampling.sandbox.run_python_sandboxed` (resource limits, no network, writes confined to a temporary
+directory); the exit status decides.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import subprocess
-import sys
-import tempfile
+import threading
 
 from rlcore.rewards import extract_boxed, extract_tag
+
+from .sandbox import SandboxLimits, run_python_sandboxed
 
 __all__ = [
     "GradeResult",
@@ -26,10 +33,16 @@ __all__ = [
     "grade_choice",
     "extract_number",
     "grade_number",
+    "HUMANEVAL_STOP_SEQUENCES",
+    "truncate_at_stop",
     "extract_code",
     "run_humaneval",
     "compute_pass_at_k",
 ]
+
+MAX_MATH_ANSWER_CHARS = 400
+# the Codex paper / human-eval stop sequences for completions of a raw HumanEval prompt
+HUMANEVAL_STOP_SEQUENCES = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 
 
 @dataclasses.dataclass
@@ -54,7 +67,7 @@ def normalize_math(s: str) -> str:
         '\\frac{1}{2}'
     """
     s = s.strip().strip("$").strip()
-    s = re.sub(r"\\text\{\s*([^}]*)\}", r"\1", s)
+    s = re.sub(r"\\text\{\s{0,16}([^{}]{0,256})\}", r"\1", s)  # bounded: linear time
     for a, b in (("\\left", ""), ("\\right", ""), ("\\!", ""), ("\\,", ""), ("dfrac", "frac"), ("tfrac", "frac"),
                  ("^{\\circ}", ""), ("^\\circ", ""), ("\\%", ""), (" ", "")):
         s = s.replace(a, b)
@@ -64,18 +77,24 @@ def normalize_math(s: str) -> str:
     return s
 
 
-def _sympy_equal(a: str, b: str) -> bool:
-    from sympy.parsing.sympy_parser import parse_expr
+def _math_verify_equal(pred: str, answer: str) -> bool | None:
+    """math-verify with its LaTeX extractor only; None when either side does not parse."""
+    from math_verify import LatexExtractionConfig, parse, verify
 
-    def conv(x: str):
-        x = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"((\1)/(\2))", x).replace("^", "**").replace("\\cdot", "*")
-        return parse_expr(x, evaluate=True)
-
-    return bool(abs(conv(a) - conv(b)) < 1e-9) if a and b else False
+    # math-verify's timeouts use SIGALRM, which only works in the main thread
+    t = 3 if threading.current_thread() is threading.main_thread() else None
+    cfg = [LatexExtractionConfig()]
+    gold_p = parse(f"${answer}$", extraction_config=cfg, parsing_timeout=t)
+    pred_p = parse(f"${pred}$", extraction_config=cfg, parsing_timeout=t)
+    if not gold_p or not pred_p:
+        return None
+    return bool(verify(gold_p, pred_p, timeout_seconds=t))
 
 
 def grade_math(completion: str, answer: str) -> GradeResult:
-    r"""Grade a MATH-style completion: last ``\boxed{}`` vs ``answer`` (math-verify, then sympy, then string).
+    r"""Grade a MATH-style completion: last ``\boxed{}`` vs ``answer`` (math-verify's LaTeX parser, then string).
+
+    Total: never raises; a failure inside math-verify is recorded in ``error`` and the string match decides.
 
     Example:
         >>> grade_math("so \\boxed{\\frac{1}{2}}", "0.5").correct
@@ -83,26 +102,23 @@ def grade_math(completion: str, answer: str) -> GradeResult:
         >>> grade_math("no box here", "3").prediction is None
         True
     """
-    pred = extract_boxed(completion)
+    try:
+        pred = extract_boxed(completion)
+    except Exception as e:  # noqa: BLE001 - total: any failure is a recorded grading error
+        return GradeResult(False, None, f"extract: {type(e).__name__}")
     if pred is None:
         return GradeResult(False, None)
-    from math_verify import parse, verify
-
+    err = None
     try:
-        gold_p, pred_p = parse(f"${answer}$"), parse(f"${pred}$")
-        if gold_p and pred_p:
-            return GradeResult(bool(verify(gold_p, pred_p)), pred)
-    except Exception as e:  # noqa: BLE001 - math-verify raises many types; fall back and record it
-        err = f"math-verify: {type(e).__name__}: {e}"
-    else:
-        err = None
-    a, b = normalize_math(pred), normalize_math(answer)
-    if a == b:
-        return GradeResult(True, pred, err)
-    try:
-        return GradeResult(_sympy_equal(a, b), pred, err)
-    except (SyntaxError, TypeError, ValueError, AttributeError, ZeroDivisionError, NameError) as e:
-        return GradeResult(False, pred, err or f"sympy: {type(e).__name__}")
+        if normalize_math(pred) == normalize_math(answer):
+            return GradeResult(True, pred)
+        if len(pred) <= MAX_MATH_ANSWER_CHARS and len(answer) <= MAX_MATH_ANSWER_CHARS:
+            same = _math_verify_equal(pred, answer)
+            if same is not None:
+                return GradeResult(same, pred)
+    except Exception as e:  # noqa: BLE001 - math-verify/sympy raise many types (TokenError, RecursionError, ...)
+        err = f"math-verify: {type(e).__name__}: {str(e)[:200]}"
+    return GradeResult(False, pred, err)
 
 
 def extract_choice(completion: str) -> str | None:
@@ -112,16 +128,19 @@ def extract_choice(completion: str) -> str | None:
         >>> extract_choice("... \\boxed{(C)}")
         'C'
     """
-    boxed = extract_boxed(completion)
-    text = boxed if boxed is not None else completion
-    m = re.search(r"\b([A-D])\b", text) if boxed is not None else re.search(r"answer is\s*\(?([A-D])\b", text)
-    return m.group(1) if m else None
+    try:
+        boxed = extract_boxed(completion)
+        text = boxed if boxed is not None else completion
+        m = re.search(r"\b([A-D])\b", text) if boxed is not None else re.search(r"answer is\s{0,8}\(?([A-D])\b", text)
+        return m.group(1) if m else None
+    except Exception:  # noqa: BLE001 - total
+        return None
 
 
 def grade_choice(completion: str, answer: str) -> GradeResult:
     """GPQA: the boxed letter equals ``answer`` (a letter)."""
     pred = extract_choice(completion)
-    return GradeResult(pred is not None and pred == answer.strip().upper(), pred)
+    return GradeResult(pred is not None and pred == str(answer).strip().upper(), pred)
 
 
 _NUM = r"-?\d+(?:\.\d+)?"
@@ -136,15 +155,18 @@ def extract_number(completion: str) -> str | None:
         >>> extract_number("so it is 12 and then 14")
         '14'
     """
-    for cand in (extract_boxed(completion), extract_tag(completion, "answer")):
-        if cand is not None:
-            m = re.search(_NUM, cand.replace(",", ""))
-            return m.group(0) if m else cand.strip()
-    m = re.search(r"answer is\s*(" + _NUM + ")", completion)
-    if m:
-        return m.group(1)
-    nums = re.findall(_NUM, completion.replace(",", ""))
-    return nums[-1] if nums else None
+    try:
+        for cand in (extract_boxed(completion), extract_tag(completion, "answer")):
+            if cand is not None:
+                m = re.search(_NUM, cand.replace(",", ""))
+                return m.group(0) if m else cand.strip()
+        m = re.search(r"answer is\s{0,8}(" + _NUM + ")", completion)
+        if m:
+            return m.group(1)
+        nums = re.findall(_NUM, completion.replace(",", ""))
+        return nums[-1] if nums else None
+    except Exception:  # noqa: BLE001 - total
+        return None
 
 
 def grade_number(completion: str, answer: str) -> GradeResult:
@@ -154,41 +176,73 @@ def grade_number(completion: str, answer: str) -> GradeResult:
         return GradeResult(False, None)
     try:
         return GradeResult(abs(float(pred) - float(answer)) < 1e-6, pred)
-    except ValueError:
+    except (ValueError, OverflowError, TypeError):
         return GradeResult(pred.strip() == str(answer).strip(), pred)
 
 
-def extract_code(prompt: str, completion: str) -> str:
-    """The program to test: a fenced python block if the completion has one, else prompt + completion.
+def truncate_at_stop(completion: str, stops: tuple[str, ...] = HUMANEVAL_STOP_SEQUENCES) -> str:
+    r"""Cut ``completion`` at the first stop sequence (the official HumanEval post-processing).
 
-    Base models continue the function body, as in the paper's raw-prompt HumanEval setting.
+    Example:
+        >>> truncate_at_stop("    return a + b\n\nprint(add(1, 2))\nSome prose.")
+        '    return a + b\n'
     """
-    blocks = re.findall(r"```(?:python|py)?\n(.*?)```", completion, flags=re.S)
-    if blocks:
-        code = max(blocks, key=len)
-        return code if "def " in code else prompt + code
-    return prompt + completion
+    cut = min((i for i in (completion.find(s) for s in stops) if i >= 0), default=len(completion))
+    return completion[:cut]
 
 
-def run_humaneval(program: str, test: str, entry_point: str, timeout: float = 3.0) -> GradeResult:
-    """Run ``program`` + HumanEval ``test`` + ``check(entry_point)`` in an isolated subprocess.
+_FENCE = re.compile(r"```(?:python|py)?[ \t]*\n")
 
-    ``python -I`` (no site, no env), an empty temp working directory, no stdin, killed after ``timeout`` seconds.
-    Pass = exit status 0. This limits accidents, not malice: run untrusted code in a sandbox/container.
+
+def _fenced_blocks(text: str) -> list[str]:
+    """Contents of ```python fenced blocks (linear scan; an unclosed block runs to the end)."""
+    blocks, pos = [], 0
+    while True:
+        m = _FENCE.search(text, pos)
+        if m is None:
+            return blocks
+        end = text.find("```", m.end())
+        blocks.append(text[m.end(): end if end >= 0 else len(text)])
+        if end < 0:
+            return blocks
+        pos = end + 3
+
+
+def extract_code(prompt: str, completion: str) -> str:
+    r"""The program to test: a fenced python block, else prompt + completion cut at the stop sequences.
+
+    Base models continue the function body (the paper's raw-prompt setting), so the official stop sequences end it.
+
+    Example:
+        >>> extract_code("def f():\n", "    return 1\nprint(f())\n")
+        'def f():\n    return 1'
+    """
+    try:
+        blocks = _fenced_blocks(completion)
+        if blocks:
+            code = max(blocks, key=len)
+            return code if "def " in code else prompt + code
+        return prompt + truncate_at_stop(completion)
+    except Exception:  # noqa: BLE001 - total
+        return prompt
+
+
+def run_humaneval(program: str, test: str, entry_point: str, timeout: float = 3.0,
+                  limits: SandboxLimits | None = None) -> GradeResult:
+    """Run ``program`` + HumanEval ``test`` + ``check(entry_point)`` in :func:`run_python_sandboxed`.
+
+    Pass = exit status 0 within ``timeout`` seconds. Never raises.
     """
     src = f"{program}\n\n{test}\n\ncheck({entry_point})\n"
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "prog.py")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(src)
-        try:
-            r = subprocess.run([sys.executable, "-I", path], cwd=d, stdin=subprocess.DEVNULL, capture_output=True,
-                               timeout=timeout, env={"PATH": os.environ.get("PATH", "")})
-        except subprocess.TimeoutExpired:
-            return GradeResult(False, program, detail=f"timeout after {timeout}s")
+    try:
+        r = run_python_sandboxed(src, timeout=timeout, limits=limits)
+    except Exception as e:  # noqa: BLE001 - total: report, never crash the eval
+        return GradeResult(False, program, error=f"sandbox: {type(e).__name__}: {e}")
+    if r.timed_out:
+        return GradeResult(False, program, detail=f"timeout after {timeout}s")
     if r.returncode == 0:
         return GradeResult(True, program)
-    tail = r.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+    tail = r.stderr.strip().splitlines()[-1:] or [f"exit status {r.returncode}"]
     return GradeResult(False, program, detail=tail[0][:200])
 
 
