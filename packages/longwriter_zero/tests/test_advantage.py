@@ -1,6 +1,6 @@
 import pytest
 import torch
-from longwriter_zero.advantage import compute_averaged_advantages
+from longwriter_zero.advantage import compute_averaged_advantages, compute_gated_advantages
 
 
 def test_hand_computed_2x3():
@@ -59,3 +59,28 @@ def test_weights_and_errors():
         compute_averaged_advantages(torch.zeros(3, 2), 2)
     with pytest.raises(ValueError, match=r"\(B, K\)"):
         compute_averaged_advantages(torch.zeros(4), 2)
+
+
+class TestGated:
+    def test_hand_computed(self):
+        # one group of 4, one reward (0, 1, 2, 3): mean 1.5, unbiased std sqrt(5/3) = 1.2910
+        # z = (-1.1619, -0.3873, 0.3873, 1.1619); the best-scored answer violates -> min(-1.1619, 0) - 1 = -2.1619
+        r = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
+        adv = compute_gated_advantages(r, 4, torch.tensor([True, True, True, False]), eps=0.0)
+        assert adv.tolist() == pytest.approx([-1.161895, -0.387298, 0.387298, -2.161895], abs=1e-5)
+
+    def test_floor_is_below_zero_even_when_every_compliant_is_positive(self):
+        # group (10, 0 violating, 0 violating): compliant z = +1.1547 > 0 -> violators get 0 - margin
+        r = torch.tensor([[10.0], [0.0], [0.0]])
+        adv = compute_gated_advantages(r, 3, torch.tensor([True, False, False]), margin=0.25, eps=0.0)
+        assert adv.tolist() == pytest.approx([1.154701, -0.25, -0.25], abs=1e-5)
+
+    def test_all_compliant_or_all_violating_groups_are_unchanged(self):
+        r = torch.tensor([[0.0], [1.0], [5.0], [2.0]])  # two groups of 2
+        base = compute_averaged_advantages(r, 2)
+        for mask in ([True, True, False, False], [False, False, True, True]):
+            assert compute_gated_advantages(r, 2, torch.tensor(mask)).tolist() == pytest.approx(base.tolist())
+
+    def test_wrong_mask_size(self):
+        with pytest.raises(ValueError, match="compliant"):
+            compute_gated_advantages(torch.zeros(4, 1), 2, torch.tensor([True, False, True, False, True, True]))

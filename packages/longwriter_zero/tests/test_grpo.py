@@ -45,6 +45,25 @@ def test_grpo_steps_with_three_rewards(tiny_policy, tiny_rm, prompts_jsonl, tmp_
     assert logged_adv.tolist() == pytest.approx(expected.tolist(), abs=1e-5)
 
 
+@pytest.mark.filterwarnings(*[m.args[0] for m in GC_WARNINGS])
+def test_gated_mode_ranks_violators_last(tiny_policy, prompts_jsonl, tmp_path):
+    from longwriter_zero.advantage import compute_gated_advantages
+
+    res = train(_cfg(tiny_policy, prompts_jsonl, tmp_path / "run", max_steps=1, reward_mode="gated", gate_margin=0.5))
+    trainer = res["trainer"]
+    assert trainer.reward_func_names[-1] == "constraint_reward"
+    assert trainer.reward_weights.tolist() == [1.0, 1.0, 0.0]  # length, format averaged; the verifier only gates
+    rew = torch.tensor([trainer._logs["rewards"][n] for n in trainer.reward_func_names], dtype=torch.float32).T
+    adv = torch.tensor(list(trainer._logs["advantages"]))
+    ok = rew[:, -1] > 0.5
+    expected = compute_gated_advantages(rew, 4, ok, torch.tensor([1.0, 1.0, 0.0]), margin=0.5)
+    assert adv.tolist() == pytest.approx(expected.tolist(), abs=1e-5)
+    for g in range(0, len(adv), 4):  # in every mixed group each violator is below each compliant member
+        a, c = adv[g:g + 4], ok[g:g + 4]
+        if c.any() and (~c).any():
+            assert a[~c].max() < a[c].min() and a[~c].max() < 0
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings(*[m.args[0] for m in GC_WARNINGS])
 def test_checkpoint_and_resume(tiny_policy, prompts_jsonl, tmp_path):
@@ -102,6 +121,9 @@ class TestBadPrompts:
     (dict(template="no placeholder"), "template"),
     (dict(format_threshold=0.0), "format_threshold"),
     (dict(rm_truncation="middle"), "rm_truncation"),
+    (dict(reward_mode="sum"), "reward_mode"),
+    (dict(gate_margin=0.0), "gate_margin"),
+    (dict(format_repetition="semantic"), "format_repetition"),
 ])
 def test_config_validation(kw, match):
     with pytest.raises(ValueError, match=match):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from rlcore.pg import compute_per_reward_normalized_advantages
 
-__all__ = ["compute_averaged_advantages"]
+__all__ = ["compute_averaged_advantages", "compute_gated_advantages"]
 
 
 def compute_averaged_advantages(
@@ -57,3 +57,48 @@ def compute_averaged_advantages(
     adv = compute_per_reward_normalized_advantages(r, group_size, weights=w, eps=eps)  # (B,)
     adv[torch.isnan(r).all(dim=1)] = 0.0
     return adv.to(rewards_per_func.device)
+
+
+def compute_gated_advantages(
+    rewards_per_func: torch.Tensor, group_size: int, compliant: torch.Tensor, weights: torch.Tensor | None = None,
+    margin: float = 1.0, eps: float = 1e-4,
+) -> torch.Tensor:
+    r"""Verifier-gated advantages (RLMR-style; beyond the paper).
+
+    Averaged advantages, then every violator of a group that has at least one compliant member is pushed below
+    all of them.
+
+    .. math::
+        A_i = \min\big(0, \min_{j \in g,\ c_j} \bar A_j\big) - m \quad \text{if } \lnot c_i, \qquad
+        A_i = \bar A_i \text{ otherwise}
+
+    with :math:`\bar A` from :func:`compute_averaged_advantages`, :math:`c` the verifier's verdicts and :math:`m`
+    the ``margin``: a violator's advantage is negative and below every compliant member's, whatever its RM score.
+    A group with no compliant member (or no violator) keeps :math:`\bar A`.
+
+    Args:
+        rewards_per_func: ``(B, K)`` rewards (give the verifier's own column weight 0).
+        group_size: ``G``.
+        compliant: ``(B,)`` bool, the verifier's verdicts.
+        weights: ``(K,)`` as in :func:`compute_averaged_advantages`.
+        margin: how far below the lowest compliant advantage (and below 0) violators land.
+        eps: group std epsilon.
+
+    Returns:
+        ``(B,)`` advantages.
+
+    Example:
+        >>> r = torch.tensor([[0.0], [1.0], [2.0], [3.0]])  # one group of 4; the best RM score violates
+        >>> c = torch.tensor([True, True, True, False])
+        >>> [round(a, 3) for a in compute_gated_advantages(r, 4, c, eps=0.0).tolist()]
+        [-1.162, -0.387, 0.387, -2.162]
+    """
+    base = compute_averaged_advantages(rewards_per_func, group_size, weights, eps)  # (B,)
+    ok = compliant.to(torch.bool).reshape(-1, group_size).cpu()  # (B/G, G)
+    adv = base.detach().float().cpu().reshape(-1, group_size).clone()  # (B/G, G)
+    if ok.shape[0] * group_size != base.shape[0]:
+        raise ValueError(f"compliant must have {base.shape[0]} entries, got {compliant.numel()}")
+    floor = adv.masked_fill(~ok, float("inf")).min(dim=1, keepdim=True).values.clamp(max=0.0) - margin  # (B/G, 1)
+    mixed = ok.any(dim=1, keepdim=True) & (~ok).any(dim=1, keepdim=True)  # (B/G, 1)
+    adv = torch.where(mixed & ~ok, floor.expand_as(adv), adv)
+    return adv.reshape(-1).to(rewards_per_func.device)

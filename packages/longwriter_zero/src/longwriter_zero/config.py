@@ -82,6 +82,9 @@ class TrainConfig(RewardConfig):
     w_length: float = option(1.0, "weight of the Length RM in the advantage average (paper: equal)")
     w_writing: float = option(1.0, "weight of the Writing RM in the advantage average (paper: equal)")
     w_format: float = option(1.0, "weight of the Format RM in the advantage average (paper: equal)")
+    reward_mode: str = option("average", "average: the paper's advantage averaging; gated: RLMR-style, outputs that "
+                              "violate the length range or format rank below every compliant one (beyond the paper)")
+    gate_margin: float = option(1.0, "gated mode: a violator's advantage = min(0, lowest compliant) - gate_margin")
     logging_steps: int = option(1, "log every N steps")
     save_steps: int = option(50, "checkpoint every N steps (0: only at the end)")
     resume: str = option("", "'' (fresh), 'latest' (last checkpoint in output_dir) or a checkpoint path")
@@ -106,6 +109,10 @@ class TrainConfig(RewardConfig):
                              f"num_generations ({self.num_generations})")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.reward_mode not in ("average", "gated"):
+            raise ValueError(f"reward_mode must be average or gated, got {self.reward_mode!r}")
+        if self.gate_margin <= 0:
+            raise ValueError(f"gate_margin must be > 0, got {self.gate_margin}")
         if min(self.w_length, self.w_writing, self.w_format) < 0:
             raise ValueError("reward weights w_length, w_writing, w_format must be >= 0")
         if self.save_steps < 0:

@@ -12,6 +12,7 @@ from .config import RewardConfig, TrainConfig
 from .format_reward import get_format_reward
 from .length_reward import get_length_reward, parse_length_range
 from .prompts import STOP_STRINGS, build_prompt
+from .verifier import get_constraint_reward
 from .writing_reward import get_writing_reward
 
 __all__ = ["load_prompts", "build_reward_funcs", "make_grpo_args", "train"]
@@ -56,8 +57,11 @@ def load_prompts(path_or_name: str, question_column: str = "question", length_co
     return out
 
 
-def build_reward_funcs(cfg: RewardConfig, device: str | None = None) -> list:
-    """The Length, Writing (if ``cfg.rm_model``) and Format rewards, in that order."""
+def build_reward_funcs(cfg: RewardConfig, device: str | None = None, gated: bool = False) -> list:
+    """The Length, Writing (if ``cfg.rm_model``) and Format rewards, in that order, then the verifier if ``gated``.
+
+    The constraint verifier's advantage weight is 0: it gates (see :mod:`longwriter_zero.verifier`).
+    """
     funcs = [get_length_reward(cfg.l_max, "length_range", cfg.untagged)]
     if cfg.rm_model:
         funcs.append(get_writing_reward(
@@ -65,6 +69,8 @@ def build_reward_funcs(cfg: RewardConfig, device: str | None = None) -> list:
             truncation=cfg.rm_truncation, batch_size=cfg.rm_batch_size, device=device, pad_with_eos=cfg.rm_pad_with_eos))
     funcs.append(get_format_reward(cfg.think, cfg.format_ngram, cfg.format_threshold, cfg.format_penalty,
                                    cfg.format_unit_words, cfg.format_repetition, cfg.format_minhash_threshold))
+    if gated:
+        funcs.append(get_constraint_reward("length_range", cfg.think, cfg.untagged))
     return funcs
 
 
@@ -73,6 +79,7 @@ def make_grpo_args(cfg: TrainConfig, **overrides: Any):
     from rlcore.training import make_grpo_config
 
     weights = [cfg.w_length] + ([cfg.w_writing] if cfg.rm_model else []) + [cfg.w_format]
+    weights += [0.0] if cfg.reward_mode == "gated" else []  # the verifier gates; it is not averaged in
     kwargs: dict[str, Any] = dict(
         num_generations=cfg.num_generations, per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_steps=cfg.max_steps,
@@ -124,9 +131,9 @@ def train(cfg: TrainConfig, callbacks: list | None = None, **grpo_overrides: Any
     args = make_grpo_args(cfg, model_init_kwargs={"dtype": dtype}, **grpo_overrides)
     keep = ["prompt", "question", "length_range"]
     trainer = LongWriterGRPOTrainer(
-        model=path, reward_funcs=build_reward_funcs(cfg, device), args=args,
+        model=path, reward_funcs=build_reward_funcs(cfg, device, cfg.reward_mode == "gated"), args=args,
         train_dataset=Dataset.from_list([{k: r[k] for k in keep} for r in records]), processing_class=tok,
-        callbacks=callbacks)
+        callbacks=callbacks, reward_mode=cfg.reward_mode, gate_margin=cfg.gate_margin)
     trainer.train(resume_from_checkpoint=resume)
     final = Path(cfg.output_dir) / "final"
     trainer.save_model(str(final))
