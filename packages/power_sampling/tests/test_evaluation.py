@@ -84,3 +84,40 @@ def test_builtin_data_reference_and_recipes_load():
         cfg = load_config(EvalConfig, r)
         get_task(cfg.task)
         assert all(get_method(m) is not None for m in cfg.methods)
+
+
+HE_PROMPT = ('from typing import List\n\n\ndef add(a: int, b: int) -> int:\n    """ Add two numbers.\n'
+             '    >>> add(1, 2)\n    3\n    """\n')
+
+
+def test_humaneval_phi_prompt_rewrite():
+    from power_sampling.evaluation import humaneval_phi_prompt, resolve_prompt_style
+
+    assert humaneval_phi_prompt(HE_PROMPT, "add") == (
+        "Write a Python function `add(a: int, b: int) -> int` to solve the following problem:\n"
+        "Add two numbers.\n>>> add(1, 2)\n3")
+    rec = {"prompt": HE_PROMPT, "entry_point": "add", "test": ""}
+    assert build_prompt("humaneval", rec) == HE_PROMPT  # raw prompt for Qwen (paper)
+    assert build_prompt("humaneval", rec, prompt_style="phi").startswith("Write a Python function `add(")
+    assert resolve_prompt_style("auto", "microsoft/Phi-3.5-mini-instruct") == "phi"
+    assert resolve_prompt_style("auto", "Qwen/Qwen2.5-7B") == "raw"
+    with pytest.raises(ValueError, match="prompt_style"):
+        resolve_prompt_style("llama", "x")
+
+
+def test_official_defaults_top_k_50():
+    """The official code samples with HF generate's default top_k=50, for the proposal and the 'std' baseline."""
+    import torch
+    from power_sampling import PowerSampler
+    from power_sampling.config import SamplerConfig
+    from rlcore.rollout import process_logits
+
+    assert SamplerConfig().top_k == 50 and "top_k" not in get_method("base")
+    logits = torch.arange(60, dtype=torch.float32)[None]  # 60 tokens, the 10 smallest fall outside the top 50
+    q = torch.log_softmax(process_logits(logits, 0.25, 50), -1)
+    assert torch.isinf(q[0, :10]).all() and torch.isfinite(q[0, 10:]).all()
+    # hand value: log q(top token) = -log(sum_{j=0}^{49} e^{-4j}) = -log(1 / (1 - e^-4)) = log(1 - e^-4)
+    assert abs(float(q[0, 59]) - float(torch.log1p(-torch.exp(torch.tensor(-4.0))))) < 1e-6
+    from rlcore.testing import TableLM
+
+    assert PowerSampler(TableLM()).top_k == 50 and PowerSampler(TableLM(), top_k=0).top_k == 0

@@ -155,3 +155,18 @@ def test_golden_trajectory():
         assert math.isclose(o.logprob, g["logprob"], abs_tol=1e-4)
         assert o.tokens_generated == g["tokens_generated"]
     assert s.stats == gold["stats"]
+
+
+def test_official_mh_ratio_option():
+    """mh_ratio='official' (the released code's truncated current suffix) runs, stays a valid chain, and differs
+    from the exact ratio once proposals stop early at EOS."""
+    lm = TableLM(vocab_size=4, max_len=12, seed=4, sharpness=1.0, eos_token_id=3)
+    kw = dict(alpha=2.0, block_size=3, mcmc_steps=3, max_new_tokens=9, seed=1)
+    off = PowerSampler(lm, mh_ratio="official", **kw).sample(input_ids=[[0]], num_chains=16)
+    exact = PowerSampler(lm, **kw).sample(input_ids=[[0]], num_chains=16)
+    for s in off:
+        assert math.isclose(s.logprob, lm.exact_logprob([0], s.token_ids), rel_tol=1e-4, abs_tol=1e-4)
+        assert 3 not in s.token_ids[:-1]
+    assert [s.token_ids for s in off] != [s.token_ids for s in exact]
+    with pytest.raises(ValueError, match="mh_ratio"):
+        PowerSampler(lm, mh_ratio="paper")

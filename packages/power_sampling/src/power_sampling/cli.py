@@ -66,7 +66,7 @@ def evaluate(cfg: EvalConfig) -> None:
     from rlcore.cli import progress
     from rlcore.io import write_json, write_jsonl
 
-    from .evaluation import get_method, get_task, load_problems, run_eval, summarize
+    from .evaluation import get_method, get_task, load_problems, resolve_prompt_style, run_eval, summarize
 
     get_task(cfg.task)
     for m in cfg.methods:
@@ -78,6 +78,7 @@ def evaluate(cfg: EvalConfig) -> None:
         chains = bar.add_task("chains in batch", total=1)
         rows = run_eval(lambda o: _sampler(model, tok, cfg, o), cfg.task, problems, cfg.methods, tok,
                         cfg.num_samples, cfg.batch_size, cfg.chat_template, cfg.timeout,
+                        prompt_style=resolve_prompt_style(cfg.prompt_style, cfg.model),
                         on_batch=lambda m, n: bar.update(bars[m], completed=n),
                         on_chains=lambda m, d, n: bar.update(chains, completed=d, total=n))
     summary = summarize(rows)

@@ -20,9 +20,11 @@ class SamplerConfig:
     mcmc_steps: int = option(10, "N_MCMC, MH steps per block (Sec. 5.1, Fig. 6); 0 = low-temperature sampling")
     max_new_tokens: int = option(3072, "T_max, new tokens per completion (Sec. 5.1)")
     proposal_temperature: float | None = option(None, "proposal temperature; default 1/alpha (Sec. 4.2)")
-    top_k: int = option(0, "proposal top-k, 0 = off (the reference inherited HF's default 50)")
+    top_k: int = option(50, "proposal top-k, 0 = off; 50 = the official code (HF generate's default)")
     top_p: float = option(1.0, "proposal top-p, 1.0 = off")
     seed: int = option(0, "seeds index draws, MH uniforms and token sampling")
+    mh_ratio: str = option("exact", "exact: full current suffix + index term; official: the released code's "
+                                    "truncated current suffix (issue #11)")
 
     def __post_init__(self) -> None:
         if math.isnan(self.alpha) or self.alpha < 1:
@@ -37,6 +39,8 @@ class SamplerConfig:
             raise ValueError(f"proposal_temperature must be > 0, got {self.proposal_temperature}")
         if math.isinf(self.alpha) and self.proposal_temperature is None:
             raise ValueError("alpha=inf needs proposal_temperature (the reference max_swap used 0.25)")
+        if self.mh_ratio not in ("exact", "official"):
+            raise ValueError(f"mh_ratio must be exact or official, got {self.mh_ratio!r}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if not 0 < self.top_p <= 1:
@@ -94,6 +98,8 @@ class EvalConfig(_RunConfig):
     num_samples: int = option(1, "samples per problem; pass@k is reported for k = 1, 2, 4, ... <= num_samples")
     limit: int = option(0, "evaluate only the first N problems (0 = all)")
     timeout: float = option(3.0, "HumanEval execution timeout in seconds (official harness: 3)")
+    prompt_style: str = option("auto", "HumanEval prompt: raw (Qwen), phi (the official rewrite) or auto (phi "
+                                       "when the model name contains 'phi')")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -105,6 +111,8 @@ class EvalConfig(_RunConfig):
             raise ValueError(f"limit must be >= 0, got {self.limit}")
         if self.timeout <= 0:
             raise ValueError(f"timeout must be > 0, got {self.timeout}")
+        if self.prompt_style not in ("auto", "raw", "phi"):
+            raise ValueError(f"prompt_style must be auto, raw or phi, got {self.prompt_style!r}")
 
     @property
     def methods(self) -> list[str]:

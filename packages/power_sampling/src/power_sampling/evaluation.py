@@ -28,7 +28,9 @@ from .grading import (
 )
 
 __all__ = ["TaskSpec", "register_task", "get_task", "register_method", "get_method", "load_problems",
-           "build_prompt", "run_eval", "summarize"]
+           "build_prompt", "humaneval_phi_prompt", "resolve_prompt_style", "run_eval", "summarize"]
+
+PROMPT_STYLES = ("auto", "raw", "phi")
 
 MATH_PROMPT = ("Can you solve the following math problem? {question} Please reason step by step, and put your final "
                "answer within \\boxed{{}}.")  # the reference never .format()s it, so the double braces stay
@@ -101,7 +103,9 @@ register_task(TaskSpec("arith", "{question}", ("prompt", "question"), "answer",
 
 register_method("power", {})
 register_method("low_temp", {"mcmc_steps": 0})  # proposal alone: temperature 1/alpha
-register_method("base", {"mcmc_steps": 0, "alpha": 1.0, "proposal_temperature": 1.0, "top_k": 0, "top_p": 1.0})
+# "std" in the official code: generate(do_sample=True) with the model's defaults, i.e. temperature 1 and HF's
+# top_k=50 (inherited from the sampler config: --top-k 0 turns it off for every method)
+register_method("base", {"mcmc_steps": 0, "alpha": 1.0, "proposal_temperature": 1.0})
 
 
 def _gpqa_record(rec: dict[str, Any], index: int, seed: int) -> dict[str, Any]:
@@ -160,10 +164,49 @@ def load_problems(task: str, data: str, split: str = "test", limit: int = 0, see
     return out
 
 
-def build_prompt(task: str, rec: dict[str, Any], tokenizer: Any = None, chat_template: bool = False) -> str:
-    """The task's prompt text for one record (optionally wrapped in the tokenizer's chat template)."""
+def humaneval_phi_prompt(prompt: str, entry_point: str) -> str:
+    """The official HumanEval rewrite for Phi models: an instruction naming the signature, then the docstring.
+
+    (``tests/test_evaluation.py::test_humaneval_phi_prompt_rewrite`` shows a worked example.)
+    """
+    lines = prompt.splitlines()
+    head = f"def {entry_point}("
+    at = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith(head)), None)
+    if at is None:
+        return prompt
+    sig = lines[at].strip()[len("def "):].rstrip(":").strip()
+    body = "\n".join(lines[at + 1:])
+    for q in ('"""', "'''"):
+        start = body.find(q)
+        if start >= 0:
+            end = body.find(q, start + 3)
+            doc = body[start + 3: end if end >= 0 else len(body)]
+            break
+    else:
+        doc = ""
+    doc = "\n".join(ln.strip() for ln in doc.strip().splitlines())
+    return f"Write a Python function `{sig}` to solve the following problem:\n{doc}"
+
+
+def resolve_prompt_style(style: str, model: str) -> str:
+    """``auto`` -> ``phi`` when the model reference names a Phi model (as the official script does), else ``raw``."""
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {style!r}")
+    if style == "auto":
+        return "phi" if "phi" in model.lower() else "raw"
+    return style
+
+
+def build_prompt(task: str, rec: dict[str, Any], tokenizer: Any = None, chat_template: bool = False,
+                 prompt_style: str = "raw") -> str:
+    """The task's prompt text for one record (optionally wrapped in the tokenizer's chat template).
+
+    ``prompt_style="phi"`` rewrites HumanEval prompts as the official code does for Phi (other tasks unchanged).
+    """
     spec = get_task(task)
     question = next(str(rec[f]) for f in spec.question_fields if f in rec)
+    if task == "humaneval" and prompt_style == "phi":
+        question = humaneval_phi_prompt(question, str(rec.get("entry_point", "")))
     text = spec.template.replace("{question}", question)
     if "{choices}" in text:
         text = text.replace("{choices}", "\n".join(f"{'ABCD'[j]}) {c}" for j, c in enumerate(rec["choices"])))
@@ -177,7 +220,7 @@ def build_prompt(task: str, rec: dict[str, Any], tokenizer: Any = None, chat_tem
 
 def run_eval(sampler_factory: Callable[[dict[str, Any]], Any], task: str, problems: list[dict[str, Any]],
              methods: list[str], tokenizer: Any = None, num_samples: int = 1, batch_size: int = 8,
-             chat_template: bool = False, timeout: float = 3.0,
+             chat_template: bool = False, timeout: float = 3.0, prompt_style: str = "raw",
              on_batch: Callable[[str, int], None] | None = None,
              on_chains: Callable[[str, int, int], None] | None = None) -> list[dict[str, Any]]:
     """Sample and grade every problem with every method; one result row per (method, problem, sample).
@@ -187,7 +230,7 @@ def run_eval(sampler_factory: Callable[[dict[str, Any]], Any], task: str, proble
     chains of the current batch finish (progress bars).
     """
     spec = get_task(task)
-    prompts = [build_prompt(task, r, tokenizer, chat_template) for r in problems]
+    prompts = [build_prompt(task, r, tokenizer, chat_template, prompt_style) for r in problems]
     rows: list[dict[str, Any]] = []
     for method in methods:
         sampler = sampler_factory(get_method(method))

@@ -34,8 +34,8 @@ class GeneratorPowerSampler:
     """
 
     def __init__(self, generator: Any, alpha: float = 4.0, block_size: int = 192, mcmc_steps: int = 10,
-                 max_new_tokens: int = 3072, proposal_temperature: float | None = None, top_k: int = 0,
-                 top_p: float = 1.0, eos_token_id: int | None = None, seed: int = 0):
+                 max_new_tokens: int = 3072, proposal_temperature: float | None = None, top_k: int = 50,
+                 top_p: float = 1.0, eos_token_id: int | None = None, seed: int = 0, mh_ratio: str = "exact"):
         if not alpha >= 1:
             raise ValueError(f"alpha must be >= 1 (the target is p^alpha), got {alpha}")
         if block_size <= 0 or max_new_tokens <= 0 or mcmc_steps < 0:
@@ -46,7 +46,9 @@ class GeneratorPowerSampler:
             proposal_temperature = 1.0 / alpha
         self.generator, self.alpha, self.block_size, self.mcmc_steps = generator, float(alpha), block_size, mcmc_steps
         self.max_new_tokens, self.tau, self.top_k, self.top_p = max_new_tokens, proposal_temperature, top_k, top_p
-        self.eos_token_id, self.seed = eos_token_id, seed
+        if mh_ratio not in ("exact", "official"):
+            raise ValueError(f"mh_ratio must be exact or official, got {mh_ratio!r}")
+        self.eos_token_id, self.seed, self.mh_ratio = eos_token_id, seed, mh_ratio
 
     def _propose(self, prompts, gen, rows, m, target):
         """Sample suffixes for ``rows`` keeping ``gen[i][:m_i]``; returns per row (tokens, log q, log p)."""

@@ -15,6 +15,7 @@ __all__ = [
     "compute_suffix_sums",
     "compute_acceptance_log_ratio",
     "compute_acceptance",
+    "compute_move_log_ratio",
     "compute_expected_proposal_tokens",
     "compute_token_multiplier",
 ]
@@ -89,6 +90,47 @@ def compute_acceptance_log_ratio(
     if len_new is not None and len_cur is not None:
         log_r = log_r + torch.log(len_cur.to(log_r.dtype)) - torch.log(len_new.to(log_r.dtype))
     return log_r
+
+
+def compute_move_log_ratio(prop_logp: torch.Tensor, prop_logq: torch.Tensor, cur_logp: torch.Tensor,
+                           cur_logq: torch.Tensor, m: torch.Tensor, len_new: torch.Tensor, len_cur: torch.Tensor,
+                           alpha: float, mode: str = "exact") -> torch.Tensor:
+    """Log r of one suffix-resampling move from the cached per-token arrays of the proposal and the current state.
+
+    ``mode="exact"``: the whole current suffix [m, |x|) and the index term log|x| - log|x'|. ``mode="official"``:
+    the released code's slice ``[m-c : s-c]`` (issue #11): the current suffix is cut to the proposal's length
+    [m, min(|x'|, |x|)) and there is no index term, which is inexact when the proposal stopped early at EOS.
+
+    Args:
+        prop_logp: ``(N, T)`` raw log p of the proposed state (valid on [m, len_new)).
+        prop_logq: ``(N, T)`` proposal log q of the proposed state.
+        cur_logp: ``(N, T)`` raw log p of the current state (valid on [0, len_cur)).
+        cur_logq: ``(N, T)`` proposal log q of the current state.
+        m: ``(N,)`` resample index.
+        len_new: ``(N,)`` proposed length |x'|.
+        len_cur: ``(N,)`` current length |x|.
+        alpha: the power exponent.
+        mode: ``"exact"`` or ``"official"``.
+
+    Example:
+        >>> t = lambda *v: torch.tensor([list(v)])
+        >>> args = (t(-0.1, 0.0, 0.0), t(-0.2, 0.0, 0.0), t(-1.0, -2.0, -3.0), t(-0.5, -0.5, -0.5),
+        ...         torch.tensor([0]), torch.tensor([1]), torch.tensor([3]))
+        >>> round(float(compute_move_log_ratio(*args, alpha=2.0, mode="official")), 4)  # 2*(-0.1+1) + (-0.5+0.2)
+        1.5
+        >>> round(float(compute_move_log_ratio(*args, alpha=2.0)), 4)  # 2*(-0.1+6) + (-1.5+0.2) + log 3
+        11.5986
+    """
+    if mode == "official":
+        cur_end, lens = torch.minimum(len_new, len_cur), {}
+    elif mode == "exact":
+        cur_end, lens = len_cur, {"len_new": len_new, "len_cur": len_cur.clamp(min=1)}
+    else:
+        raise ValueError(f"mode must be exact or official, got {mode!r}")
+    return compute_acceptance_log_ratio(
+        logp_new=compute_suffix_sums(prop_logp, m, len_new), logp_cur=compute_suffix_sums(cur_logp, m, cur_end),
+        logq_new=compute_suffix_sums(prop_logq, m, len_new), logq_cur=compute_suffix_sums(cur_logq, m, cur_end),
+        alpha=alpha, **lens)
 
 
 def compute_acceptance(log_r: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -21,9 +21,11 @@ import torch
 from rlcore.rollout import encode_prompts, model_device, process_logits
 
 from .kv_cache import make_chain_store
-from .metropolis_hastings import compute_acceptance, compute_acceptance_log_ratio, compute_suffix_sums
+from .metropolis_hastings import compute_acceptance, compute_move_log_ratio, compute_suffix_sums
 
-__all__ = ["PowerSampler", "PowerSample"]
+__all__ = ["PowerSampler", "PowerSample", "MH_RATIOS"]
+
+MH_RATIOS = ("exact", "official")
 
 
 @dataclasses.dataclass
@@ -64,8 +66,12 @@ class PowerSampler:
         mcmc_steps: N_MCMC per block (paper: 10); 0 gives plain low-temperature sampling.
         max_new_tokens: T (paper: 3072).
         proposal_temperature: defaults to 1/alpha (must be given for alpha = inf).
-        top_k, top_p: proposal truncation (0 / 1.0 = none); the proposal log q is that of the truncated
-            distribution actually sampled, so MH stays exact on its support.
+        top_k, top_p: proposal truncation (0 / 1.0 = none); default top_k=50 as in the official code, which inherits
+            HF ``generate``'s default. The proposal log q is that of the truncated distribution actually sampled, so
+            MH stays exact on its support.
+        mh_ratio: ``"exact"`` (default) sums the *whole* current suffix and adds the index term log|x| - log|x'|;
+            ``"official"`` reproduces the released code (issue #11): an MH proposal regenerates at most up to the
+            current length and the current suffix is truncated to the proposal's length, with no length term.
         eos_token_id: stop token; default from the tokenizer / model config; ``None`` disables stopping.
         seed: seeds the index draws, the uniform u of each test and token sampling.
         use_kv_cache: ``None`` = use it when the model takes one.
@@ -73,8 +79,8 @@ class PowerSampler:
 
     def __init__(self, model: Any, tokenizer: Any = None, alpha: float = 4.0, block_size: int = 192,
                  mcmc_steps: int = 10, max_new_tokens: int = 3072, proposal_temperature: float | None = None,
-                 top_k: int = 0, top_p: float = 1.0, eos_token_id: int | None = _UNSET, seed: int = 0,
-                 use_kv_cache: bool | None = None):
+                 top_k: int = 50, top_p: float = 1.0, eos_token_id: int | None = _UNSET, seed: int = 0,
+                 use_kv_cache: bool | None = None, mh_ratio: str = "exact"):
         if not alpha >= 1:
             raise ValueError(f"alpha must be >= 1 (the target is p^alpha), got {alpha}")
         if block_size <= 0:
@@ -89,12 +95,15 @@ class PowerSampler:
             proposal_temperature = 1.0 / alpha
         if not proposal_temperature > 0:
             raise ValueError(f"proposal_temperature must be > 0, got {proposal_temperature}")
+        if mh_ratio not in MH_RATIOS:
+            raise ValueError(f"mh_ratio must be one of {MH_RATIOS}, got {mh_ratio!r}")
         if top_k < 0 or not 0 < top_p <= 1:
             raise ValueError(f"top_k must be >= 0 and top_p in (0, 1], got top_k={top_k}, top_p={top_p}")
         self.model, self.tokenizer = model, tokenizer
         self.alpha, self.block_size, self.mcmc_steps = float(alpha), block_size, mcmc_steps
         self.max_new_tokens, self.proposal_temperature = max_new_tokens, float(proposal_temperature)
         self.top_k, self.top_p, self.seed, self.use_kv_cache = top_k, top_p, seed, use_kv_cache
+        self.mh_ratio = mh_ratio
         self.eos_token_id = _default_eos(model, tokenizer) if eos_token_id is _UNSET else eos_token_id
         self.device = model_device(model)
         self.stats: dict[str, float] = {}
@@ -140,6 +149,7 @@ class PowerSampler:
         self._m = torch.zeros(N, dtype=torch.long, device=dev)  # (N,) resample index of the move in flight
         self._n_new = torch.zeros(N, dtype=torch.long, device=dev)  # (N,) tokens proposed so far in this move
         self._target = torch.full((N,), min(self.block_size, T), dtype=torch.long, device=dev)  # (N,) L_k
+        self._end = self._target.clone()  # (N,) where the move in flight stops (L_k, or |x| for mh_ratio=official)
         self._is_ext = torch.ones(N, dtype=torch.bool, device=dev)  # (N,) move in flight is a block extension
         self._moves_left = torch.full((N,), self.mcmc_steps, dtype=torch.long, device=dev)  # (N,) MH steps left
         self._done = torch.zeros(N, dtype=torch.bool, device=dev)
@@ -171,7 +181,7 @@ class PowerSampler:
         self._store.push(tok, running)
         self._n_new += running.long()
         self._tokens += running.long()
-        fin = running & (self._m + self._n_new >= self._target)
+        fin = running & (self._m + self._n_new >= self._end)
         if self.eos_token_id is not None:
             fin = fin | (running & (tok == self.eos_token_id))
         if bool(fin.any()):
@@ -182,10 +192,8 @@ class PowerSampler:
         m, new_len = self._m, self._m + self._n_new
         mh = fin & ~self._is_ext
         prop_tok, prop_lq, prop_lp = self._prop
-        log_r = compute_acceptance_log_ratio(
-            logp_new=compute_suffix_sums(prop_lp, m, new_len), logp_cur=compute_suffix_sums(self.logp, m, self.length),
-            logq_new=compute_suffix_sums(prop_lq, m, new_len), logq_cur=compute_suffix_sums(self.logq, m, self.length),
-            alpha=self.alpha, len_new=new_len, len_cur=self.length.clamp(min=1))
+        log_r = compute_move_log_ratio(prop_lp, prop_lq, self.logp, self.logq, m, new_len, self.length, self.alpha,
+                                       self.mh_ratio)
         accept = fin & (self._is_ext | compute_acceptance(log_r.cpu(), self._g_mh).to(self.device))
         self._store.end(fin, accept)
         col = torch.arange(self.gen.shape[1], device=self.device)[None, :]
@@ -207,6 +215,8 @@ class PowerSampler:
                                    self._target)
         start = step | extend
         self._m = torch.where(step, self._draw_index(), torch.where(extend, self.length, self._m))
+        step_end = self.length if self.mh_ratio == "official" else self._target
+        self._end = torch.where(step, step_end, torch.where(extend, self._target, self._end))
         self._is_ext = torch.where(start, extend, self._is_ext)
         self._n_new = torch.where(start, 0, self._n_new)
         prev = self.gen.gather(1, (self._m - 1).clamp(min=0)[:, None]).squeeze(1)
