@@ -170,3 +170,24 @@ def test_official_mh_ratio_option():
     assert [s.token_ids for s in off] != [s.token_ids for s in exact]
     with pytest.raises(ValueError, match="mh_ratio"):
         PowerSampler(lm, mh_ratio="paper")
+
+
+@pytest.mark.parametrize("model_kind", ["table", "hf_kv_cache"])
+def test_chains_depend_only_on_seed_prompt_and_chain_index(model_kind):
+    """P alone, P next to another prompt, and P with twice the chains: P's chains are identical."""
+    if model_kind == "table":
+        lm, tok = TableLM(vocab_size=5, max_len=16, seed=2, sharpness=1.0, eos_token_id=4), None
+        P, other = [0, 1], [3]
+    else:
+        tok = tiny_tokenizer()
+        lm = tiny_causal_lm(tok)
+        P, other = tok("hello there").input_ids, tok("The quick brown fox jumps").input_ids
+    kw = dict(alpha=4.0, block_size=3, mcmc_steps=3, max_new_tokens=9, seed=11)
+    run = lambda ids, n: PowerSampler(lm, tok, **kw).sample(input_ids=ids, num_chains=n)  # noqa: E731
+    alone = run([P], 3)
+    beside = [s for s in run([other, P], 3) if s.prompt_index == 1]
+    doubled = run([P], 6)[:3]
+    key = lambda out: [(s.token_ids, s.tokens_generated, s.acceptance_rate) for s in out]  # noqa: E731
+    assert key(alone) == key(beside) == key(doubled)
+    assert len({tuple(s.token_ids) for s in run([P], 6)}) > 1  # chains of one prompt still differ
+    assert key(run([P], 3)) != key(PowerSampler(lm, tok, **{**kw, "seed": 12}).sample(input_ids=[P], num_chains=3))

@@ -18,10 +18,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from rlcore.rollout import encode_prompts, model_device, process_logits
+from rlcore.rollout import encode_prompts, model_device, process_logits, selective_log_softmax
 
+from .chain_rng import ChainStreams, chain_seeds
 from .kv_cache import make_chain_store
-from .metropolis_hastings import compute_acceptance, compute_move_log_ratio, compute_suffix_sums
+from .metropolis_hastings import compute_move_log_ratio, compute_suffix_sums
 
 __all__ = ["PowerSampler", "PowerSample", "MH_RATIOS"]
 
@@ -40,6 +41,23 @@ class PowerSample:
     acceptance_rate: float  # accepted / proposed MH moves (nan when none were proposed)
     tokens_generated: int  # every token sampled for this chain: extensions + all proposals
     finish_reason: str  # "eos" or "length"
+
+
+def sample_from_logits(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_k: int = 0,
+                       top_p: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sample one token per row from rlcore's processed distribution by inverse CDF at ``u`` (per-row uniforms).
+
+    Returns ``(token, log q(token), log p(token))``: q the processed (tempered, truncated) distribution, p the raw
+    model. Zero-probability tokens (outside top-k/top-p) are never drawn.
+    """
+    logits = logits.float()  # (N, V)
+    logq_all = torch.log_softmax(process_logits(logits, temperature, top_k, top_p), -1)  # (N, V)
+    cdf = logq_all.exp().cumsum(-1)  # (N, V)
+    v = (u.to(cdf.dtype) * cdf[:, -1])[:, None]
+    tok = torch.searchsorted(cdf, v, right=True).squeeze(1).clamp(max=logits.shape[-1] - 1)  # (N,)
+    lq = logq_all.gather(-1, tok[:, None]).squeeze(-1)
+    lp = selective_log_softmax(logits, tok)
+    return tok, lq, lp
 
 
 def _default_eos(model: Any, tokenizer: Any) -> int | None:
@@ -121,8 +139,13 @@ class PowerSampler:
     # ------------------------------------------------------------------ public
     @torch.no_grad()
     def sample(self, prompts: Sequence[str] | None = None, input_ids: Sequence[Sequence[int]] | None = None,
-               num_chains: int = 1, callback: Callable[[int, int], None] | None = None) -> list[PowerSample]:
+               num_chains: int = 1, callback: Callable[[int, int], None] | None = None,
+               seeds: Sequence[int] | None = None) -> list[PowerSample]:
         """Run ``num_chains`` independent chains per prompt; returns them prompt-major (prompt 0's chains first).
+
+        Chain j of prompt i draws all its randomness (tokens, resample indices, MH uniforms) from its own streams
+        seeded ``seeds[i] + j`` (default: a hash of (``seed``, prompt ids) + j), so its sample depends only on
+        (seed, prompt, j): not on the other prompts in the batch, the batch size or the number of chains.
 
         Each chain runs Algorithm 1 on its own schedule: a chain whose proposal ends starts its next move (next MH
         step, or the next block's extension) at the following decode step, so no chain waits for the longest
@@ -133,8 +156,8 @@ class PowerSampler:
         ids = self._encode(prompts, input_ids)
         rows = [p for p in ids for _ in range(num_chains)]
         N, T, dev = len(rows), self.max_new_tokens, self.device
-        self._g_tok = torch.Generator(device=dev).manual_seed(self.seed)
-        self._g_mh = torch.Generator().manual_seed(self.seed + 1)
+        cs = chain_seeds(self.seed, ids, num_chains, seeds)
+        self._rng_tok, self._rng_mh = ChainStreams(cs, "token", dev), ChainStreams(cs, "mh", dev)
         pad = self.eos_token_id if self.eos_token_id is not None else 0
         self._store = make_chain_store(self.model, rows, dev, pad, self.use_kv_cache, T)
         self._prompt_last = torch.as_tensor([p[-1] for p in rows], device=dev)
@@ -173,7 +196,7 @@ class PowerSampler:
         running = ~self._done
         logits = self._store.next_logits(running)
         logits = torch.where(running[:, None], logits, torch.zeros((), dtype=logits.dtype, device=self.device))
-        tok, lq, lp = self._sample_token(logits)
+        tok, lq, lp = self._sample_token(logits, self._rng_tok.uniform(running))
         scratch = self.gen.shape[1] - 1
         at = torch.where(running, self._m + self._n_new, scratch)[:, None]  # (N, 1)
         for arr, val in zip(self._prop, (tok, lq, lp)):
@@ -194,7 +217,8 @@ class PowerSampler:
         prop_tok, prop_lq, prop_lp = self._prop
         log_r = compute_move_log_ratio(prop_lp, prop_lq, self.logp, self.logq, m, new_len, self.length, self.alpha,
                                        self.mh_ratio)
-        accept = fin & (self._is_ext | compute_acceptance(log_r.cpu(), self._g_mh).to(self.device))
+        u = self._rng_mh.uniform(mh)
+        accept = fin & (self._is_ext | (torch.log(u) < log_r.to(torch.float64)))
         self._store.end(fin, accept)
         col = torch.arange(self.gen.shape[1], device=self.device)[None, :]
         write = accept[:, None] & (col >= m[:, None]) & (col < new_len[:, None])  # (N, T+1)
@@ -214,7 +238,7 @@ class PowerSampler:
         self._target = torch.where(extend, (self._target + self.block_size).clamp(max=self.max_new_tokens),
                                    self._target)
         start = step | extend
-        self._m = torch.where(step, self._draw_index(), torch.where(extend, self.length, self._m))
+        self._m = torch.where(step, self._draw_index(step), torch.where(extend, self.length, self._m))
         step_end = self.length if self.mh_ratio == "official" else self._target
         self._end = torch.where(step, step_end, torch.where(extend, self._target, self._end))
         self._is_ext = torch.where(start, extend, self._is_ext)
@@ -223,9 +247,9 @@ class PowerSampler:
         pending = torch.where(self._m > 0, prev, self._prompt_last)
         self._store.begin(start, self._prompt_len + self._m, pending)
 
-    def _draw_index(self) -> torch.Tensor:
+    def _draw_index(self, rows: torch.Tensor) -> torch.Tensor:
         """M ~ U{0, ..., |x|-1} per chain (the reference's ``random.randint(c, t-1)``): any generated position."""
-        u = torch.rand(self.length.shape, generator=self._g_mh).to(self.device)
+        u = self._rng_mh.uniform(rows)
         return (u * self.length.to(u.dtype)).long().clamp(max=(self.length - 1).clamp(min=0))
 
     def _ends_with_eos(self) -> torch.Tensor:
@@ -234,15 +258,12 @@ class PowerSampler:
         last = self.gen.gather(1, (self.length - 1).clamp(min=0)[:, None]).squeeze(1)
         return (self.length > 0) & (last == self.eos_token_id)
 
-    def _sample_token(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Draw from the proposal; return (token, log q(token), log p(token)), each ``(N,)``."""
-        logits = logits.float()  # (N, V)
-        proc = process_logits(logits, self.proposal_temperature, self.top_k, self.top_p)  # (N, V)
-        logq_all = torch.log_softmax(proc, -1)
-        tok = torch.multinomial(logq_all.exp(), 1, generator=self._g_tok).squeeze(-1)  # (N,)
-        lq = logq_all.gather(-1, tok[:, None]).squeeze(-1)
-        lp = logits.gather(-1, tok[:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
-        return tok, lq, lp
+    def _sample_token(self, logits: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Draw from the proposal by inverting its CDF at each chain's own uniform ``u``.
+
+        Returns (token, log q(token), log p(token)), each ``(N,)``.
+        """
+        return sample_from_logits(logits, u, self.proposal_temperature, self.top_k, self.top_p)
 
     def _collect(self, n_prompts: int, num_chains: int, proposed, accepted) -> list[PowerSample]:
         eos = self._ends_with_eos().tolist()
