@@ -178,3 +178,7 @@ class TableLM:
         lp = torch.log_softmax(self.table[torch.arange(len(seq) - 1), torch.tensor(seq[:-1])], -1)  # (T-1, V)
         idx = torch.arange(len(prefix) - 1, len(seq) - 1)
         return float(lp[idx, torch.tensor(continuation)].sum())
+
+# rlcore-infra helpers re-exported here: fuzz harness (rlcore.fuzz), launch/kill helpers (rlcore.training)
+from .fuzz import ADVERSARIAL_STRINGS, FuzzReport, fuzz_total  # noqa: E402, F401
+from .training import accelerate_launch, run_and_kill  # noqa: E402, F401

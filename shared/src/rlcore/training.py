@@ -27,6 +27,11 @@ __all__ = [
     "world_size",
     "main_print",
     "DEEPSPEED_HINT",
+    "accelerate_launch",
+    "accelerate_launch_command",
+    "run_and_kill",
+    "CPU_LAUNCH_FLAGS",
+    "CPU_LAUNCH_ENV",
 ]
 
 ACCELERATE_CONFIGS = ("ddp", "zero2", "zero3", "fsdp")
@@ -129,3 +134,141 @@ def make_grpo_config(output_dir: str, **overrides: Any):
     )
     kw.update(overrides)
     return GRPOConfig(**kw)
+
+
+# --- launching subprocesses (tests, kill-resume checks) ---------------------------------------------------------
+
+#: ``accelerate launch`` flags that give an N-process CPU/gloo launch on any machine: ``--multi_gpu`` selects the
+#: torchrun-style multi-process launcher (``--cpu`` would run one process), ``ACCELERATE_USE_CPU=true`` in the
+#: environment makes accelerate pick ``MULTI_CPU`` with the gloo backend, port 0 lets concurrent launches coexist.
+CPU_LAUNCH_FLAGS = (
+    "--multi_gpu",
+    "--num_machines", "1",
+    "--mixed_precision", "no",
+    "--dynamo_backend", "no",
+    "--main_process_port", "0",
+)
+CPU_LAUNCH_ENV = {"ACCELERATE_USE_CPU": "true", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+
+
+def accelerate_launch_command(argv: list[str], *, num_processes: int = 2, config_file: str | None = None) -> list[str]:
+    """The argv of ``accelerate launch [--config_file F] --num_processes N <CPU flags> -m <module> args...``.
+
+    ``argv`` is ``[module, *args]``; run it with :data:`CPU_LAUNCH_ENV` added to the environment.
+    """
+    if not argv:
+        raise ValueError("argv must start with the module to run (e.g. ['my_pkg', 'train', ...])")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if config_file is not None:
+        cmd += ["--config_file", str(config_file)]
+    return [*cmd, "--num_processes", str(num_processes), *CPU_LAUNCH_FLAGS, "-m", *map(str, argv)]
+
+
+def _child_env(env: dict[str, str] | None, cpu_launch: bool) -> dict[str, str]:
+    out = dict(os.environ)
+    out.update({"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):  # never inherit a parent launch
+        out.pop(k, None)
+    if cpu_launch:
+        out.update(CPU_LAUNCH_ENV)
+    out.update(env or {})
+    return out
+
+
+def accelerate_launch(
+    argv: list[str],
+    *,
+    num_processes: int = 2,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    config_file: str | None = None,
+    cwd: str | os.PathLike | None = None,
+):
+    """Run ``accelerate launch --num_processes N -m <module> args...`` on CPU (gloo) and wait for it.
+
+    ``argv`` is ``[module, *args]``. ``config_file`` (e.g. ``accelerate_config_path("ddp")``) is passed as
+    ``--config_file``; the CPU flags given on the command line override its GPU settings. Returns the
+    ``subprocess.CompletedProcess`` (text stdout/stderr); a run past ``timeout`` is killed with its workers and
+    raises ``subprocess.TimeoutExpired``.
+    """
+    import subprocess
+
+    cmd = accelerate_launch_command(argv, num_processes=num_processes, config_file=config_file)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_child_env(env, True), cwd=cwd, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, err = proc.communicate()
+        raise subprocess.TimeoutExpired(cmd, timeout, output=out, stderr=err) from None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _kill_group(proc) -> None:
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and every worker it started
+    except ProcessLookupError:
+        pass
+
+
+def run_and_kill(
+    argv: list[str],
+    *,
+    when,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    num_processes: int | None = None,
+    poll: float = 0.05,
+    cwd: str | os.PathLike | None = None,
+):
+    """Start ``python -m <module> args...`` and SIGKILL its whole process group once ``when()`` is true.
+
+    With ``num_processes`` the module runs under an accelerate CPU launch (all workers are killed).
+    ``when`` is polled every ``poll`` seconds, e.g. ``lambda: (out / "checkpoint-2").exists()``.
+
+    Returns:
+        ``subprocess.CompletedProcess``; ``returncode == -9`` when it was killed. A process that ends first keeps
+        its own return code (the caller's assertion on ``-9`` then fails with its stderr at hand).
+
+    Raises:
+        subprocess.TimeoutExpired: neither ``when()`` nor the process finished within ``timeout`` seconds.
+
+    """
+    import subprocess
+    import tempfile
+    import time
+
+    if num_processes is None:
+        cmd = [sys.executable, "-m", *map(str, argv)]
+    else:
+        cmd = accelerate_launch_command(argv, num_processes=num_processes)
+    with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
+        proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, text=True, cwd=cwd, start_new_session=True,
+                                env=_child_env(env, num_processes is not None))
+        deadline = time.monotonic() + timeout
+        killed = False
+        try:
+            while proc.poll() is None:
+                if when():
+                    _kill_group(proc)
+                    killed = True
+                    break
+                if time.monotonic() > deadline:
+                    _kill_group(proc)
+                    proc.wait()
+                    fe.seek(0)
+                    raise subprocess.TimeoutExpired(cmd, timeout, stderr=fe.read())
+                time.sleep(poll)
+            proc.wait()
+        except BaseException:
+            _kill_group(proc)
+            proc.wait()
+            raise
+        fo.seek(0)
+        fe.seek(0)
+        code = -9 if killed else proc.returncode
+        return subprocess.CompletedProcess(cmd, code, fo.read(), fe.read())
