@@ -32,9 +32,17 @@ class TestReward:
 
 
 class TestRelativePositions:
-    def test_hand_computed(self):
-        # N=8, retrieved {2, 5}: segments [0,1] -> linspace(0,18,2)=0,18; [3,4] -> 20,38; [6,7] -> 40,58
-        assert compute_relative_positions(8, [5, 2]).tolist() == [0, 18, 0, 20, 38, 0, 40, 58]
+    def test_official_segment_rule(self):
+        # issue 16: a retrieved index opens the next segment. N=10, {2,6}: [0,2) -> linspace(0,18,2) = 0,18;
+        # [2,6) -> 20 + linspace(0,18,4) = 20,26,32,38; [6,10) -> 40 + (0,6,12,18)
+        assert compute_relative_positions(10, [6, 2]).tolist() == [0, 18, 20, 26, 32, 38, 40, 46, 52, 58]
+
+    def test_empty_segments_still_advance(self):
+        # cut at 0: segment 0 is empty, so everything starts at 20; adjacent cuts {2,3}: [2,3) alone -> 40+0
+        assert compute_relative_positions(4, [0]).tolist() == [20, 26, 32, 38]
+        assert compute_relative_positions(5, [2, 3]).tolist() == [0, 18, 20, 40, 58]
+        # step size 10 -> max_value 9
+        assert compute_relative_positions(4, [2], step_size=10).tolist() == [0, 9, 10, 19]
 
     def test_truncation_and_empty(self):
         # linspace(0,18,4) = 0,6,12,18 ; linspace(0,18,5)=0,4.5,9,13.5,18 -> int -> 0,4,9,13,18

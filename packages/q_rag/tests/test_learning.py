@@ -11,7 +11,7 @@ from q_rag.train import run_training
 def _train_and_eval(tiny_qf_factory, position, train, test, steps):
     qf = tiny_qf_factory(position=position, hidden=32, seed=0)
     before = evaluate_retrieval(qf, test, max_steps=2)
-    cfg = TrainConfig(train_data="mem", max_steps=2, lr=1e-3, warmup_steps=10, total_steps=steps, batch_size=32,
+    cfg = TrainConfig(input="mem", max_steps=2, lr=1e-3, warmup_steps=10, total_steps=steps, batch_size=32,
                       n_envs=8, learning_start=50, alpha=0.05, eval_interval=10**9, seed=0)
     run_training(qf, cfg, train)
     return before, evaluate_retrieval(qf, test, max_steps=2)

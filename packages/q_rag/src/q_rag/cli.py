@@ -23,38 +23,52 @@ def data_cmd(cfg: DataConfig) -> None:
 
     if cfg.task == "babi":
         rng = random.Random(cfg.seed)
-        stories = read_babi(cfg.babi_file)
-        filler = read_filler(cfg.filler_file, rng) if cfg.filler_file else filler_sentences(rng)
+        stories = read_babi(cfg.babi_input)
+        filler = read_filler(cfg.filler_input, rng) if cfg.filler_input else filler_sentences(rng)
         samples = [build_babilong(stories[i % len(stories)], cfg.tokens, filler, rng, f"babi-{i}") for i in range(cfg.n)]
     else:
-        samples = build_synthetic_dataset(cfg.task, cfg.n, cfg.tokens, cfg.seed, cfg.n_facts, cfg.filler_file or None)
+        samples = build_synthetic_dataset(cfg.task, cfg.n, cfg.tokens, cfg.seed, cfg.n_facts, cfg.filler_input or None)
     write_samples(cfg.output, samples)
     console().print(f"wrote {len(samples)} samples to {cfg.output}")
 
 
 @config_command(app, "train", TrainConfig)
 def train_cmd(cfg: TrainConfig) -> None:
-    """PQN-style soft Q(lambda) training; writes checkpoint.pt, best/ and metrics.jsonl to output_dir."""
+    """PQN soft Q(lambda) training: checkpoint-N/, best/, metrics.jsonl, summary.json in output_dir.
+
+    Multi-process: accelerate launch --num_processes N -m q_rag train ... (gradients averaged over ranks).
+    """
     from rlcore.io import write_json
+    from rlcore.training import is_main_process, preflight_launch
 
     from .train import train_from_config
 
+    preflight_launch()
     con = console()
-    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-    write_json(Path(cfg.output_dir) / "config.json", config_to_dict(cfg))
+    main = is_main_process()
+    if main:
+        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        write_json(Path(cfg.output_dir) / "config.json", config_to_dict(cfg))
 
     def log(row: dict) -> None:
         if row["step"] % max(1, cfg.eval_interval // 5) == 0 or "eval_return" in row:
             con.print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
 
     best = train_from_config(cfg, log)
-    print(json.dumps(best))
+    if main:
+        print(json.dumps({k: (None if isinstance(v, float) and v != v else v) for k, v in best.items()}))
 
 
 def _load_model(cfg: IndexConfig):
+    from .config import model_settings
     from .train import load_q_function
 
-    return load_q_function(cfg.model, cfg.device, position=cfg.position)
+    return load_q_function(cfg.model, cfg.device, base_model=cfg.base_model or None, **model_settings(cfg))
+
+
+def _encode_kw(cfg: IndexConfig) -> dict:
+    return dict(batch_size=cfg.batch_size, max_chunks=cfg.max_chunks, workers=cfg.encode_workers,
+                cache_max_gb=cfg.cache_max_gb)
 
 
 @config_command(app, "index", IndexConfig)
@@ -63,10 +77,10 @@ def index_cmd(cfg: IndexConfig) -> None:
     from .data import get_loader
     from .index import encode_chunks
 
-    samples = get_loader(cfg.data_format)(cfg.data)
+    samples = get_loader(cfg.data_format)(cfg.input)
     qf = _load_model(cfg)
     for s in samples:
-        emb = encode_chunks(qf, s.chunks, cfg.cache_dir, cfg.batch_size, show_progress=True, max_chunks=cfg.max_chunks)
+        emb = encode_chunks(qf, s.chunks, cfg.cache_dir, show_progress=True, **_encode_kw(cfg))
         print(json.dumps({"id": s.id, "chunks": len(s.chunks), "dim": int(emb.shape[1])}))
 
 
@@ -79,12 +93,13 @@ def retrieve_cmd(cfg: RetrieveConfig) -> None:
     from .index import ChunkIndex, encode_chunks
     from .retriever import retrieve, support_fact_metrics
 
-    samples = get_loader(cfg.data_format)(cfg.data)
+    samples = get_loader(cfg.data_format)(cfg.input)
     qf = _load_model(cfg)
     rows = []
     for s in samples:
-        emb = encode_chunks(qf, s.chunks, cfg.cache_dir, cfg.batch_size, max_chunks=cfg.max_chunks)
-        index = ChunkIndex(emb, qf.position, qf.rope_theta, cfg.backend, max_index_gb=cfg.max_index_gb)
+        emb = encode_chunks(qf, s.chunks, cfg.cache_dir, **_encode_kw(cfg))
+        index = ChunkIndex(emb, qf.position, qf.rope_theta, cfg.search_backend, max_index_gb=cfg.max_index_gb,
+                           step_size=qf.step_size)
         res = retrieve(qf, s, cfg.max_steps, cfg.sort_by_index, index=index)
         rows.append({"id": s.id, "retrieved": res.ids, "qvalues": res.qvalues,
                      **support_fact_metrics(res.ids, s.sf_idx)})
@@ -94,25 +109,24 @@ def retrieve_cmd(cfg: RetrieveConfig) -> None:
 
 @config_command(app, "eval", EvalConfig)
 def eval_cmd(cfg: EvalConfig) -> None:
-    """Support-fact recall/EM (+ reader accuracy) per dataset/length; metrics.json and accuracy_vs_length.png."""
+    """Support-fact recall/EM (+ reader EM/F1) per dataset/length; metrics.json and accuracy_vs_length.png."""
     from rlcore.io import write_json
 
     from .data import get_loader
     from .evaluate import evaluate_by_length, plot_accuracy_vs_length
 
-    files = [f.strip() for f in cfg.data.split(",") if f.strip()]
+    files = [f.strip() for f in cfg.input.split(",") if f.strip()]
     datasets = {f: get_loader(cfg.data_format)(f) for f in files}
-    qf = _load_model(cfg)
     generator = None
-    if cfg.reader:
-        from rlcore.builtins import load_model_and_tokenizer
-        from rlcore.rollout import HFGenerator
+    if cfg.reader_model:  # first: a missing backend fails before any model is loaded
+        from .reader import make_reader
 
-        model, tok = load_model_and_tokenizer(cfg.reader, None if cfg.device == "auto" else cfg.device)
-        generator = HFGenerator(model, tok)
-    results = evaluate_by_length(qf, datasets, cfg.max_steps, cfg.sort_by_index, cfg.cache_dir, cfg.backend,
-                                 generator, cfg.max_new_tokens, cfg.qvalue_threshold)
-    out = Path(cfg.output)
+        generator = make_reader(cfg)
+    qf = _load_model(cfg)
+    results = evaluate_by_length(qf, datasets, cfg.max_steps, cfg.sort_by_index, cfg.cache_dir, cfg.search_backend,
+                                 generator, cfg.max_new_tokens, cfg.qvalue_threshold, cfg.reader_task,
+                                 encode_kw=_encode_kw(cfg))
+    out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", results)
     plot_accuracy_vs_length(results, out / "accuracy_vs_length.png")
@@ -121,4 +135,8 @@ def eval_cmd(cfg: EvalConfig) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
     app()

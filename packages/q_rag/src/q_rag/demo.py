@@ -28,7 +28,7 @@ def run_demo(quick: bool = False) -> dict:
     qf = QFunction.from_encoder(enc, tok, position="relative", max_state_tokens=24, max_action_tokens=24)
     before = evaluate_retrieval(qf, test, max_steps=3)
     steps = 15 if quick else 60
-    cfg = TrainConfig(train_data="synthetic:two_hop", max_steps=3, lr=1e-3, warmup_steps=5, total_steps=steps,
+    cfg = TrainConfig(input="synthetic:two_hop", max_steps=3, lr=1e-3, warmup_steps=5, total_steps=steps,
                       batch_size=32, n_envs=8, learning_start=32, alpha=0.05, eval_interval=10**9)
     run_training(qf, cfg, train)
     after = evaluate_retrieval(qf, test, max_steps=3)

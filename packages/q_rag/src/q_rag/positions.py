@@ -1,13 +1,17 @@
 """Position processors: the positions fed to RoPE for every chunk, given what was retrieved (spec: positions).
 
-- ``relative`` (BabiLong default): the document is cut at the retrieved chunks (sorted by index) into ``k+1``
-  segments; chunks of segment ``m`` get ``int(linspace(0, max_value, len(segment))) + step_size * m`` with
-  ``step_size=20`` and ``max_value=int(0.9*20)=18``. This tells the Q-function whether a candidate lies before,
-  between or after the facts already retrieved ("where was X before Y").
+- ``relative`` (BabiLong default, official ``RelativePositionProcessor``): the sorted retrieved indices cut the
+  document into segments and **each retrieved index opens the next segment**: with cuts ``j_1 < ... < j_k``,
+  segment 0 is ``[0, j_1)``, segment ``m`` is ``[j_m, j_{m+1})`` and the last is ``[j_k, N)``; a chunk of segment
+  ``m`` gets ``linspace(0, max_value, len(segment)) + step_size * m`` (``step_size=20``, ``max_value =
+  int(0.9*step_size) = 18``), stored as float32 and truncated with ``int`` at lookup. An empty segment (a cut at
+  0, or two adjacent cuts) still advances the offset by ``step_size``. This tells the Q-function whether a
+  candidate lies before, between or after the facts already retrieved ("where was X before Y").
+  Example (N=10, retrieved {2, 6}): ``[0, 18, 20, 26, 32, 38, 40, 46, 52, 58]``.
 - ``absolute``: the chunk index.
 - ``none``: no rotation (HotpotQA, MuSiQue, NIAH).
 
-Retrieved chunks themselves are unavailable actions; they get position 0 here and are masked by the caller.
+Retrieved chunks are unavailable actions (masked by the caller) whatever position they get.
 """
 
 from __future__ import annotations
@@ -52,37 +56,38 @@ def get_position_processor(name: str) -> PositionFn:
 def compute_relative_positions(
     n_chunks: int, retrieved: Sequence[int], step_size: int = 20, max_value: int | None = None
 ) -> np.ndarray:
-    """Relative positions of all chunks given the retrieved ones.
+    """Relative positions of all chunks given the retrieved ones (the official segment rule).
 
-    ``pos_j = int(linspace(0, max_value, L_m)[rank of j in segment m]) + step_size * m`` where segment ``m`` holds
-    the non-retrieved chunks between the ``m``-th and ``m+1``-th retrieved index (sorted) and ``L_m`` is its size.
+    ``pos_i = int(float32(linspace(0, max_value, L_m)[rank of i in segment m] + step_size * m))`` where the sorted
+    retrieved indices ``j_1 < ... < j_k`` bound the segments ``[0, j_1), [j_1, j_2), ..., [j_k, N)`` (a retrieved
+    index opens the next segment) and ``L_m`` is the segment's length.
 
     Args:
         n_chunks: document length ``N`` in chunks.
-        retrieved: retrieved chunk indices (any order, no duplicates).
+        retrieved: retrieved chunk indices (any order; duplicates ignored).
         step_size: offset between segments (20).
         max_value: largest within-segment position; default ``int(0.9 * step_size)`` = 18.
 
     Returns:
-        ``(N,)`` int64 positions (retrieved chunks get 0).
+        ``(N,)`` int64 positions.
 
     Example:
-        >>> compute_relative_positions(6, [2]).tolist()  # segment 0 = [0,1] -> 0,18; segment 1 = [3,4,5] -> 20,29,38
-        [0, 18, 0, 20, 29, 38]
+        >>> compute_relative_positions(10, [6, 2]).tolist()
+        [0, 18, 20, 26, 32, 38, 40, 46, 52, 58]
     """
     if max_value is None:
         max_value = int(0.9 * step_size)
     cuts = sorted(set(int(r) for r in retrieved))
     if cuts and (cuts[0] < 0 or cuts[-1] >= n_chunks):
         raise ValueError(f"retrieved index out of range [0, {n_chunks}): {cuts}")
-    pos = np.zeros(n_chunks, dtype=np.int64)
-    bounds = [-1, *cuts, n_chunks]
-    for m in range(len(bounds) - 1):
-        lo, hi = bounds[m] + 1, bounds[m + 1]
-        length = hi - lo
-        if length > 0:
-            pos[lo:hi] = np.linspace(0, max_value, length).astype(np.int64) + step_size * m
-    return pos
+    pos = np.zeros(n_chunks, dtype=np.float32)  # the official array is float32; int() truncates at lookup
+    start, offset = 0, 0
+    for end in [*cuts, n_chunks]:
+        if end > start:
+            pos[start:end] = np.linspace(0, max_value, end - start) + offset
+            start = end
+        offset += step_size
+    return pos.astype(np.int64)
 
 
 @register_position_processor("absolute")

@@ -9,13 +9,16 @@ hard-copies it after every step, which is the same network). Temperature ``alpha
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
+import io
 import math
 import random
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from .config import TrainConfig
 from .data import Sample
@@ -47,6 +50,7 @@ class Transition:
 
 @dataclasses.dataclass
 class _Episode:
+    sample_idx: int
     sample: Sample
     cand: torch.Tensor  # (N, d) critic E_a, unrotated, computed once at reset
     cand_target: torch.Tensor  # (N, d) target E_a'
@@ -68,9 +72,11 @@ def lr_lambda(step: int, warmup: int, total: int, schedule: str = "linear", fina
 class PQNTrainer:
     """Holds the critic Q-function, target encoders, optimizer, scheduler and the live episodes."""
 
-    def __init__(self, qf: QFunction, cfg: TrainConfig, train_samples: Sequence[Sample]):
+    def __init__(self, qf: QFunction, cfg: TrainConfig, train_samples: Sequence[Sample], rank: int = 0,
+                 world_size: int = 1):
         if not train_samples:
             raise ValueError("train_samples is empty")
+        self.rank, self.world_size = rank, world_size
         self.qf, self.cfg, self.samples = qf, cfg, list(train_samples)
         self.target_state = copy.deepcopy(qf.state_encoder).requires_grad_(False)
         self.target_action = copy.deepcopy(qf.action_encoder).requires_grad_(False)
@@ -80,8 +86,12 @@ class PQNTrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_lambda(s, cfg.warmup_steps, cfg.total_steps, cfg.schedule,
                                                 cfg.final_lr_fraction))
-        self.rng = random.Random(cfg.seed)
-        self.gen = torch.Generator().manual_seed(cfg.seed)
+        # every rank acts in its own episodes (its own data draws): seeds differ by rank
+        self.rng = random.Random(cfg.seed + 1_000_003 * rank)
+        self.gen = torch.Generator().manual_seed(cfg.seed + 1_000_003 * rank)
+        # all trainable and target weights in one module (what a checkpoint's model.pt holds)
+        self.modules = nn.ModuleDict({"state_encoder": qf.state_encoder, "action_encoder": qf.action_encoder,
+                                      "target_state": self.target_state, "target_action": self.target_action})
         self.step = 0
         self.transitions_seen = 0
         self.episodes: list[_Episode] = []
@@ -95,12 +105,13 @@ class PQNTrainer:
     # acting -----------------------------------------------------------------------------------------------
     def _reset(self, k: int) -> list[_Episode]:
         """Start ``k`` episodes; their chunk embeddings (critic and target) are computed in one batch each."""
-        picks = [self.samples[self.rng.randrange(len(self.samples))] for _ in range(k)]
+        idx = [self.rng.randrange(len(self.samples)) for _ in range(k)]
+        picks = [self.samples[i] for i in idx]
         texts = [c for s in picks for c in s.chunks]
         with torch.no_grad():
             cand = self.qf.embed_actions(texts).split([len(s.chunks) for s in picks])
             cand_t = self.qf.embed_actions(texts, encoder=self.target_action).split([len(s.chunks) for s in picks])
-        return [_Episode(s, c, ct) for s, c, ct in zip(picks, cand, cand_t, strict=True)]
+        return [_Episode(i, s, c, ct) for i, s, c, ct in zip(idx, picks, cand, cand_t, strict=True)]
 
     @torch.no_grad()
     def act(self) -> list[Transition]:
@@ -110,7 +121,7 @@ class PQNTrainer:
             self.episodes += self._reset(cfg.n_envs - len(self.episodes))
         eps = self.episodes
         qs = [e.sample.question for e in eps]
-        texts = [state_chunks(e.sample.chunks, e.retrieved, cfg.sort_by_index) for e in eps]
+        texts = [state_chunks(e.sample.chunks, e.retrieved, self.qf.sort_by_index) for e in eps]
         s = self.qf.embed_states(qs, texts)  # (E, d) policy = critic
         s_t = self.qf.embed_states(qs, texts, encoder=self.target_state)  # (E, d) target
         out = []
@@ -175,15 +186,25 @@ class PQNTrainer:
             loss.backward()
             total += float(loss.detach())
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if self.world_size > 1:  # data-parallel: average gradients (and the logged loss) over ranks, as DDP does
+            for p in params:
+                if p.grad is not None:
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad /= self.world_size
+            total = _mean_over_ranks(total, self.world_size)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
         self.optimizer.step()
         self.scheduler.step()
         self._polyak()
         self.step += 1
         recent = self.finished_returns[-100:]
+        train_return = sum(recent) / len(recent) if recent else 0.0
+        mean_target = float(returns.mean())
+        if self.world_size > 1:
+            train_return = _mean_over_ranks(train_return, self.world_size)
+            mean_target = _mean_over_ranks(mean_target, self.world_size)
         return {"step": self.step, "loss": total, "grad_norm": grad_norm, "lr": self.optimizer.param_groups[0]["lr"],
-                "alpha": self.alpha, "mean_target": float(returns.mean()),
-                "train_return": sum(recent) / len(recent) if recent else 0.0}
+                "alpha": self.alpha, "mean_target": mean_target, "train_return": train_return}
 
     @torch.no_grad()
     def _polyak(self) -> None:
@@ -193,24 +214,48 @@ class PQNTrainer:
                 pt.mul_(1 - tau).add_(ps, alpha=tau)
 
     # checkpoints ------------------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        """Everything needed to resume: critic, targets, optimizer, scheduler, alpha, counters, RNG states."""
-        return {"state_encoder": self.qf.state_encoder.state_dict(),
-                "action_encoder": self.qf.action_encoder.state_dict(),
-                "target_state": self.target_state.state_dict(), "target_action": self.target_action.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "alpha": self.alpha, "step": self.step, "transitions_seen": self.transitions_seen,
-                "rng": self.rng.getstate(), "gen": self.gen.get_state(), "settings": self.qf.settings()}
+    def loop_state(self) -> dict:
+        """This rank's loop state beyond the weights/optimizer (JSON): counters, private RNGs, live episodes.
 
-    def load_state_dict(self, sd: dict) -> None:
-        """Restore from :meth:`state_dict` (live episodes restart fresh)."""
-        self.qf.state_encoder.load_state_dict(sd["state_encoder"])
-        self.qf.action_encoder.load_state_dict(sd["action_encoder"])
-        self.target_state.load_state_dict(sd["target_state"])
-        self.target_action.load_state_dict(sd["target_action"])
-        self.optimizer.load_state_dict(sd["optimizer"])
-        self.scheduler.load_state_dict(sd["scheduler"])
-        self.step, self.transitions_seen = sd["step"], sd["transitions_seen"]
-        self.rng.setstate(sd["rng"])
-        self.gen.set_state(sd["gen"])
+        Live episodes are saved with their chunk embeddings (computed at reset with the then-current encoders),
+        so a resumed run continues them exactly as the uninterrupted run would.
+        """
+        eps = []
+        for e in self.episodes:
+            buf = io.BytesIO()
+            torch.save((e.cand.cpu(), e.cand_target.cpu()), buf)
+            eps.append({"sample": e.sample_idx, "retrieved": list(e.retrieved), "rewarded": e.rewarded,
+                        "ret": e.ret, "emb": base64.b64encode(buf.getvalue()).decode("ascii")})
+        return {"transitions_seen": self.transitions_seen, "rng": _jsonable(self.rng.getstate()),
+                "gen": base64.b64encode(self.gen.get_state().numpy().tobytes()).decode("ascii"),
+                "finished_returns": self.finished_returns[-100:], "episodes": eps}
+
+    def load_loop_state(self, st: dict, step: int) -> None:
+        """Restore :meth:`loop_state` (after the weights/optimizer/scheduler were loaded)."""
+        import numpy as np
+
+        self.step = step
+        self.transitions_seen = int(st["transitions_seen"])
+        self.rng.setstate(_tuples(st["rng"]))
+        self.gen.set_state(torch.from_numpy(np.frombuffer(base64.b64decode(st["gen"]), dtype=np.uint8).copy()))
+        self.finished_returns = list(st["finished_returns"])
         self.episodes = []
+        dev = self.qf.device
+        for e in st["episodes"]:
+            cand, cand_t = torch.load(io.BytesIO(base64.b64decode(e["emb"])), map_location="cpu", weights_only=True)
+            self.episodes.append(_Episode(int(e["sample"]), self.samples[int(e["sample"])], cand.to(dev),
+                                          cand_t.to(dev), list(e["retrieved"]), bool(e["rewarded"]), float(e["ret"])))
+
+
+def _jsonable(x):
+    return [_jsonable(v) for v in x] if isinstance(x, list | tuple) else x
+
+
+def _tuples(x):
+    return tuple(_tuples(v) for v in x) if isinstance(x, list | tuple) else x
+
+
+def _mean_over_ranks(value: float, world_size: int) -> float:
+    t = torch.tensor([float(value)], dtype=torch.float64)
+    torch.distributed.all_reduce(t)
+    return float(t[0]) / world_size

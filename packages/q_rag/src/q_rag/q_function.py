@@ -20,10 +20,37 @@ from .positions import get_position_processor
 from .rope import compute_rope
 from .soft_q import compute_twin_q
 
-__all__ = ["QFunction", "POOL_SCALE"]
+__all__ = ["QFunction", "POOL_SCALE", "POOLINGS", "DEFAULT_SETTINGS", "resolve_settings"]
 
 POOL_SCALE = 10.0  # official code divides the mean-pooled embedding by 10 (BERT-style encoders)
+POOLINGS = ("mean", "last")
 CONFIG_NAME = "q_rag.json"
+# Settings saved next to the weights and restored on load (BabiLong defaults for a fresh base encoder).
+DEFAULT_SETTINGS = dict(position="relative", step_size=20, pooling="mean", max_state_tokens=64,
+                        max_action_tokens=64, rope_theta=10000.0, sort_by_index=True)
+
+
+def resolve_settings(saved: dict | None, requested: dict, source: str = "the model") -> dict:
+    """Model settings: ``saved`` (a trained model's) or the defaults, with ``requested`` values that are not None.
+
+    A requested value that contradicts a saved one is an error: a model is used with the settings it was trained
+    with (e.g. a ``--position none`` model must not silently retrieve with relative positions).
+
+    Raises:
+        ValueError: a non-None requested value differs from the saved one (names the flag and ``source``).
+    """
+    unknown = sorted(set(requested) - set(DEFAULT_SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown model setting(s) {unknown}; valid: {sorted(DEFAULT_SETTINGS)}")
+    out = {**DEFAULT_SETTINGS, **(saved or {})}
+    for k, v in requested.items():
+        if v is None:
+            continue
+        if saved is not None and k in saved and saved[k] != v:
+            raise ValueError(f"--{k.replace('_', '-')} {v} contradicts {k}={saved[k]!r} saved with {source}; "
+                             f"drop the flag (the saved value is used)")
+        out[k] = v
+    return out
 
 
 class QFunction(nn.Module):
@@ -34,15 +61,25 @@ class QFunction(nn.Module):
         action_encoder: a second encoder with the same hidden size.
         tokenizer: the encoders' tokenizer.
         position: position processor name (``relative``, ``absolute``, ``none``).
-        max_state_tokens: per-piece token limit of the state text (BabiLong 64).
-        max_action_tokens: token limit of a chunk (BabiLong 64).
+        max_state_tokens: per-piece token limit of the state text, special tokens included (BabiLong 64).
+        max_action_tokens: token limit of a chunk, special tokens included (BabiLong 64).
         rope_theta: RoPE base.
+        step_size: segment offset of the ``relative`` processor (20).
+        pooling: ``mean`` (mean over the mask / 10, BERT-style, official default) or ``last`` (last real token,
+            L2-normalised: the official Qwen3-Embedding variant).
+        sort_by_index: retrieved chunks rendered in document order in the state (BabiLong) or retrieval order.
     """
 
     def __init__(self, state_encoder: nn.Module, action_encoder: nn.Module, tokenizer, position: str = "relative",
-                 max_state_tokens: int = 64, max_action_tokens: int = 64, rope_theta: float = 10000.0):
+                 max_state_tokens: int = 64, max_action_tokens: int = 64, rope_theta: float = 10000.0,
+                 step_size: int = 20, pooling: str = "mean", sort_by_index: bool = True, dim: int | None = None):
         super().__init__()
         get_position_processor(position)  # validates the name
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if step_size < 1:
+            raise ValueError(f"step_size must be >= 1, got {step_size}")
+        self.step_size, self.pooling, self.sort_by_index = int(step_size), pooling, bool(sort_by_index)
         self.state_encoder = state_encoder.eval()
         self.action_encoder = action_encoder.eval()
         self.tokenizer = tokenizer
@@ -51,6 +88,10 @@ class QFunction(nn.Module):
         self.max_action_tokens = max_action_tokens
         self.rope_theta = rope_theta
         hidden = state_encoder.config.hidden_size
+        if action_encoder.config.hidden_size != hidden:
+            raise ValueError(f"state encoder dim {hidden} != action encoder dim {action_encoder.config.hidden_size}")
+        if dim is not None and dim != hidden:
+            raise ValueError(f"the saved model has dim {dim} but its encoders have hidden size {hidden}")
         if hidden % 4:
             raise ValueError(f"encoder hidden size must be divisible by 4 (twin heads x RoPE pairs), got {hidden}")
         self.dim = hidden
@@ -67,27 +108,46 @@ class QFunction(nn.Module):
         """Both encoders initialised from the same pretrained ``encoder`` (copied, not shared)."""
         return cls(encoder, copy.deepcopy(encoder), tokenizer, **kw)
 
+    @staticmethod
+    def saved_settings(path: str | Path) -> dict | None:
+        """The settings saved in a Q-RAG dir (``q_rag.json``), or None when ``path`` is not one."""
+        f = Path(path) / CONFIG_NAME
+        if not f.is_file():
+            return None
+        try:
+            meta = json.loads(f.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{f}: not valid JSON ({e})") from e
+        if not isinstance(meta, dict):
+            raise ValueError(f"{f}: must hold a JSON object")
+        return meta
+
     @classmethod
     def from_pretrained(cls, path: str | Path, **kw) -> QFunction:
-        """From a base HF encoder dir/name (both encoders copies of it) or a saved Q-RAG dir (:meth:`save`)."""
+        """From a base HF encoder dir/name (both encoders copies of it) or a saved Q-RAG dir (:meth:`save`).
+
+        Keyword settings that are None mean "from the model"; for a saved dir they must agree with the saved
+        settings (:func:`resolve_settings`), for a base encoder they override :data:`DEFAULT_SETTINGS`.
+        """
         from transformers import AutoModel, AutoTokenizer
 
         p = Path(path)
-        if (p / CONFIG_NAME).is_file():
-            meta = json.loads((p / CONFIG_NAME).read_text())
-            meta.update(kw)
+        saved = cls.saved_settings(p)
+        if saved is not None:
+            meta = resolve_settings(saved, kw, f"the model ({p / CONFIG_NAME})")
             tok = AutoTokenizer.from_pretrained(str(p / "tokenizer"))
             return cls(AutoModel.from_pretrained(str(p / "state_encoder")),
                        AutoModel.from_pretrained(str(p / "action_encoder")), tok, **meta)
         if not p.exists() and str(path).startswith(("/", ".")):
             raise FileNotFoundError(f"encoder path not found: {path}")
         tok = AutoTokenizer.from_pretrained(str(path))
-        return cls.from_encoder(AutoModel.from_pretrained(str(path)), tok, **kw)
+        return cls.from_encoder(AutoModel.from_pretrained(str(path)), tok, **resolve_settings(None, kw))
 
     def settings(self) -> dict:
-        """The non-weight settings (saved next to the weights)."""
-        return dict(position=self.position, max_state_tokens=self.max_state_tokens,
-                    max_action_tokens=self.max_action_tokens, rope_theta=self.rope_theta)
+        """The non-weight settings (saved next to the weights; restored by :meth:`from_pretrained`)."""
+        return dict(position=self.position, step_size=self.step_size, pooling=self.pooling,
+                    max_state_tokens=self.max_state_tokens, max_action_tokens=self.max_action_tokens,
+                    rope_theta=self.rope_theta, sort_by_index=self.sort_by_index, dim=self.dim)
 
     def save(self, path: str | Path) -> None:
         """Write both encoders, the tokenizer and the settings in a directory loadable by :meth:`from_pretrained`."""
@@ -112,21 +172,34 @@ class QFunction(nn.Module):
             mask[i, : len(r)] = 1
         return ids.to(self.device), mask.to(self.device)
 
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``hidden (B, T, d)`` -> ``(B, d)``: mean over ``mask (B, T)`` / 10, or the last real token L2-normalised."""
+        if self.pooling == "last":
+            last = (mask.sum(1) - 1).clamp_min(0)  # right padding: index of the last real token
+            out = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+            return torch.nn.functional.normalize(out, p=2, dim=-1)
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0) / POOL_SCALE
+
     def _pool(self, encoder: nn.Module, rows: list[list[int]]) -> torch.Tensor:
         ids, mask = self._pad(rows)  # (B, T)
         hidden = encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, d)
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0) / POOL_SCALE  # (B, d)
+        return self.pool(hidden, mask)  # (B, d)
 
     def _piece_ids(self, texts: Sequence[str], limit: int) -> list[list[int]]:
         enc = self.tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=limit)
         return enc["input_ids"]
 
     def state_token_ids(self, questions: Sequence[str], retrieved: Sequence[Sequence[str]]) -> list[list[int]]:
-        """Token ids of ``q [SEP] c1 [SEP] c2 ...`` per state (pieces truncated, total capped at the encoder max)."""
+        """Token ids of ``[CLS] q [SEP] c1 [SEP] c2 ... [SEP]`` per state, total capped at the encoder max.
+
+        As in the official code, each piece is truncated to ``max_state_tokens`` *including* the special tokens a
+        single sequence gets (so ``max_state_tokens - 2`` text tokens for BERT-style tokenizers).
+        """
         rows = []
+        limit = max(1, self.max_state_tokens - self.tokenizer.num_special_tokens_to_add(pair=False))
         for q, chunks in zip(questions, retrieved, strict=True):
-            pieces = self._piece_ids([q, *chunks], self.max_state_tokens)
+            pieces = self._piece_ids([q, *chunks], limit)
             row = [self.cls_id] if self.cls_id is not None else []
             for p in pieces:
                 row += [*p, self.sep_id]
@@ -155,8 +228,7 @@ class QFunction(nn.Module):
             batch = self.tokenizer(list(chunks[i : i + batch_size]), truncation=True, max_length=limit,
                                    padding=True, padding_side="right", return_tensors="pt").to(self.device)
             hidden = enc(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-            m = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-            out.append((hidden * m).sum(1) / m.sum(1).clamp_min(1.0) / POOL_SCALE)  # (B, d)
+            out.append(self.pool(hidden, batch["attention_mask"]))  # (B, d)
         return torch.cat(out)
 
     def rotate(self, action_emb: torch.Tensor, positions) -> torch.Tensor:
@@ -168,6 +240,8 @@ class QFunction(nn.Module):
 
     def positions(self, n_chunks: int, retrieved: Sequence[int]):
         """Positions of all chunks (``(N,)`` int64 numpy) under this Q-function's processor, or None."""
+        if self.position == "relative":
+            return get_position_processor("relative")(n_chunks, retrieved, step_size=self.step_size)
         return get_position_processor(self.position)(n_chunks, retrieved)
 
     def q_values(self, state_emb: torch.Tensor, action_emb: torch.Tensor, positions=None):

@@ -33,7 +33,7 @@ def state_chunks(chunks: Sequence[str], retrieved: Sequence[int], sort_by_index:
     return [chunks[i] for i in order]
 
 
-def retrieve(qf, sample: Sample, max_steps: int, sort_by_index: bool = True, index: ChunkIndex | None = None,
+def retrieve(qf, sample: Sample, max_steps: int, sort_by_index: bool | None = None, index: ChunkIndex | None = None,
              cache_dir=None, backend: str = "auto", stop_on: Sequence[int] | None = None) -> RetrievalResult:
     """Greedy multi-step retrieval (``argmax_j Q(s_t, a_j)``) over ``sample.chunks``.
 
@@ -41,15 +41,19 @@ def retrieve(qf, sample: Sample, max_steps: int, sort_by_index: bool = True, ind
         qf: a :class:`~q_rag.q_function.QFunction`.
         sample: the document and question.
         max_steps: retrieval steps (capped at the number of chunks).
-        sort_by_index: render retrieved chunks in document order in the state (BabiLong) or retrieval order.
+        sort_by_index: render retrieved chunks in document order in the state (BabiLong) or retrieval order;
+            None = the Q-function's saved setting.
         index: a prebuilt :class:`ChunkIndex` (else built here from :func:`encode_chunks`).
         cache_dir: embedding cache directory.
         backend: search backend when building the index.
         stop_on: stop as soon as these chunk ids are all retrieved (test env ``never_terminate=False``).
     """
+    if sort_by_index is None:
+        sort_by_index = qf.sort_by_index
     if index is None:
         emb = encode_chunks(qf, sample.chunks, cache_dir=cache_dir)
-        index = ChunkIndex(emb, position=qf.position, rope_theta=qf.rope_theta, backend=backend)
+        index = ChunkIndex(emb, position=qf.position, rope_theta=qf.rope_theta, backend=backend,
+                           step_size=qf.step_size)
     ids: list[int] = []
     qvals: list[float] = []
     with torch.no_grad():
@@ -88,7 +92,7 @@ def qvalue_stop(ids: Sequence[int], qvalues: Sequence[float], threshold: float |
     return list(ids)
 
 
-def evaluate_retrieval(qf, samples: Sequence[Sample], max_steps: int, sort_by_index: bool = True,
+def evaluate_retrieval(qf, samples: Sequence[Sample], max_steps: int, sort_by_index: bool | None = None,
                        stop_on_success: bool = False) -> dict[str, float]:
     """Mean support-fact metrics of greedy retrieval over ``samples``."""
     rows = []
