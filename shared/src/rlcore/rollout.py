@@ -1,19 +1,30 @@
 """Batched sampling with per-token log-probs: one ``Generator`` interface, HF and vLLM backends, and scoring.
 
 Every generated token comes with two log-probs:
-- ``logprobs``: under the *sampling* distribution actually used (after temperature, top-k, top-p): what an
-  importance ratio or an MCMC proposal density needs;
+- ``logprobs``: under the *sampling* distribution actually used (after ``bad_token_ids`` masking, temperature,
+  top-k, top-p): what an importance ratio or an MCMC proposal density needs;
 - ``raw_logprobs``: under the raw model (temperature 1, no filtering): what a target density p(x) needs.
 
 Conventions: ``token_ids`` include the EOS token when generation ended on it (RL must learn to stop), while
 ``text`` skips special tokens. A stop string ends generation at the token that completes it; ``text`` is cut just
 before the stop string and ``token_ids`` keep the tokens up to and including the completing one.
+
+Prompts are given as exactly one of ``prompts`` (strings), ``prompt_ids`` (token ids; continuing from a prefix is
+passing prompt + prefix here) or ``messages`` (chat conversations, rendered with the tokenizer's chat template and
+``add_generation_prompt=True``). ``seeds`` (one per prompt) makes sample ``j`` of prompt ``i`` draw all of its
+randomness from a generator seeded ``seeds[i] + j``: it then depends only on (seed, prompt, j), never on the other
+prompts, ``batch_size`` or ``n``. ``mm_inputs`` are extra model inputs of the prefill forward (e.g. Qwen2-Audio
+``input_features``), first dimension = number of prompts.
+
+Backends: :func:`make_generator` (``backend="hf"`` -> :class:`HFGenerator`, ``"vllm"`` -> :class:`VLLMGenerator`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 import torch
@@ -21,17 +32,33 @@ import torch
 from .lm import cache_kwarg, lm_forward
 
 __all__ = [
+    "BACKENDS",
+    "BACKEND_HELP",
+    "BackendUnavailableError",
     "SamplingParams",
     "Completion",
     "Generator",
     "HFGenerator",
     "VLLMGenerator",
+    "make_generator",
     "encode_prompts",
     "model_device",
     "process_logits",
     "selective_log_softmax",
     "score_continuations",
 ]
+
+BACKENDS = ("hf", "vllm")
+BACKEND_HELP = {
+    "backend": "generation backend: hf (transformers, any device) or vllm (GPU; pip install 'rlcore[vllm]')",
+    "tensor_parallel_size": "vllm backend: number of GPUs the model is split over (tensor parallelism)",
+    "gpu_memory_utilization": "vllm backend: fraction of GPU memory vLLM may use for weights + KV cache (0-1]",
+}
+VLLM_MISSING = "the vllm backend needs vLLM: pip install 'rlcore[vllm]'"
+
+
+class BackendUnavailableError(ValueError):
+    """A generation backend whose library is not installed (a ValueError: CLIs exit 2 with its one-line message)."""
 
 
 @dataclasses.dataclass
@@ -46,6 +73,7 @@ class SamplingParams:
     stop: list[str] = dataclasses.field(default_factory=list)
     stop_token_ids: list[int] | None = None  # None: the tokenizer's / model's EOS
     seed: int | None = None
+    bad_token_ids: list[int] | None = None  # never sampled (logit -inf before temperature/top-k/top-p)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -60,6 +88,10 @@ class SamplingParams:
             raise ValueError(f"n must be >= 1, got {self.n}")
         if any(not s for s in self.stop):
             raise ValueError("stop strings must be non-empty")
+        if self.bad_token_ids is not None:
+            self.bad_token_ids = [int(t) for t in self.bad_token_ids]
+            if any(t < 0 for t in self.bad_token_ids):
+                raise ValueError(f"bad_token_ids must be >= 0, got {self.bad_token_ids}")
 
 
 @dataclasses.dataclass
@@ -83,23 +115,43 @@ class Generator(Protocol):
         prompt_ids: Sequence[Sequence[int]] | None = None,
         params: SamplingParams | None = None,
         generator: torch.Generator | None = None,
+        *,
+        seeds: Sequence[int] | None = None,
+        mm_inputs: Mapping[str, torch.Tensor] | None = None,
+        messages: Sequence[list[dict]] | None = None,
     ) -> list[list[Completion]]: ...
 
 
-def process_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0):
-    """Temperature, then top-k, then top-p (nucleus) filtering; filtered entries become ``-inf``.
+# ------------------------------------------------------------------ recording hook (rlcore.testing)
+# Callbacks registered by ``rlcore.testing.recording_generators``; every generate / score call reports to them, so
+# calls are recorded however the caller imported the function or class.
+_RECORDERS: list[Callable[..., None]] = []
+
+
+def _record(kind: str, prompt_ids, params, mm_inputs, continuation_ids=None) -> None:
+    for cb in list(_RECORDERS):
+        cb(kind, prompt_ids, params, mm_inputs, continuation_ids)
+
+
+def process_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                   bad_token_ids: Sequence[int] | torch.Tensor | None = None):
+    """``bad_token_ids`` masking, then temperature, then top-k, then top-p (nucleus); dropped entries are ``-inf``.
 
     Args:
         logits: ``(N, V)``.
         temperature: divides the logits (0 is treated as 1 here: greedy decoding takes the argmax elsewhere).
         top_k: keep the k largest logits (0 disables).
         top_p: keep the smallest set of tokens whose probability reaches ``top_p`` (1 disables).
+        bad_token_ids: ids that get ``-inf`` first, so they are never sampled and take no top-k/top-p slot.
 
     Returns:
         ``(N, V)`` float32 logits of the sampling distribution (``log_softmax`` of it is the sampling log-prob).
 
     """
-    x = logits.float() / (temperature if temperature > 0 else 1.0)
+    x = logits.float()
+    if bad_token_ids is not None and len(bad_token_ids):
+        x = x.index_fill(-1, torch.as_tensor(bad_token_ids, dtype=torch.long, device=x.device), float("-inf"))
+    x = x / (temperature if temperature > 0 else 1.0)
     if top_k and top_k < x.shape[-1]:
         kth = torch.topk(x, top_k, dim=-1).values[..., -1:]  # (N, 1)
         x = x.masked_fill(x < kth, float("-inf"))
@@ -142,14 +194,25 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 
 
 def encode_prompts(tokenizer: Any, prompts: Sequence[str] | None, prompt_ids: Sequence[Sequence[int]] | None,
-                   ids_arg: str = "prompt_ids") -> list[list[int]]:
-    """Token ids of exactly one of ``prompts`` (strings, need ``tokenizer``) or ``prompt_ids``; no empty prompt.
+                   ids_arg: str = "prompt_ids", messages: Sequence[Sequence[dict]] | None = None) -> list[list[int]]:
+    """Token ids of exactly one of ``prompts`` (strings), ``prompt_ids`` or ``messages`` (chat); no empty prompt.
 
-    ``ids_arg`` names the ids argument in error messages (callers call it ``prompt_ids`` or ``input_ids``).
+    ``messages`` are rendered with ``tokenizer.apply_chat_template(m, add_generation_prompt=True)`` and encoded
+    without extra special tokens (the template writes them). ``ids_arg`` names the ids argument in error messages.
     """
-    if (prompts is None) == (prompt_ids is None):
-        raise ValueError(f"pass exactly one of prompts= or {ids_arg}=")
-    if prompts is not None:
+    given = [x is not None for x in (prompts, prompt_ids, messages)]
+    if sum(given) != 1:
+        raise ValueError(f"pass exactly one of prompts= or {ids_arg}=" + (" or messages=" if messages is not None else ""))
+    if messages is not None:
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            raise ValueError("messages= need a tokenizer with a chat template; pass prompts= or prompt_ids= instead")
+        texts = []
+        for i, conv in enumerate(messages):
+            if not isinstance(conv, Sequence) or isinstance(conv, str) or not all(isinstance(m, Mapping) for m in conv):
+                raise ValueError(f"messages[{i}] must be a list of {{'role': ..., 'content': ...}} dicts")
+            texts.append(tokenizer.apply_chat_template(list(conv), add_generation_prompt=True, tokenize=False))
+        prompt_ids = [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
+    elif prompts is not None:
         if tokenizer is None:
             raise ValueError(f"string prompts need a tokenizer; pass {ids_arg}= instead")
         prompt_ids = [tokenizer(p).input_ids for p in prompts]
@@ -173,6 +236,63 @@ def model_device(model: Any) -> torch.device:
         return torch.device("cpu")
 
 
+def _check_mm(mm_inputs: Mapping[str, Any] | None, n: int, what: str = "prompts") -> dict[str, torch.Tensor] | None:
+    if mm_inputs is None:
+        return None
+    if not isinstance(mm_inputs, Mapping):
+        raise ValueError(f"mm_inputs must be a dict of tensors, got {type(mm_inputs).__name__}")
+    out = {}
+    for k, v in mm_inputs.items():
+        if not isinstance(v, torch.Tensor):
+            raise ValueError(f"mm_inputs[{k!r}] must be a tensor, got {type(v).__name__}")
+        if v.dim() == 0 or v.shape[0] != n:
+            raise ValueError(f"mm_inputs[{k!r}] has first dimension {tuple(v.shape)[:1]}, expected {n} (one per {what})")
+        out[k] = v
+    return out
+
+
+def _mm_rows(mm: dict[str, torch.Tensor] | None, rows: Sequence[int], device, dtype) -> dict[str, torch.Tensor]:
+    """The mm inputs of the given prompt indices (repeats allowed), on ``device``; floats cast to the model dtype."""
+    if not mm:
+        return {}
+    idx = torch.as_tensor(list(rows), dtype=torch.long)
+    out = {}
+    for k, v in mm.items():
+        t = v.index_select(0, idx.to(v.device)).to(device)
+        if t.is_floating_point() and isinstance(dtype, torch.dtype):
+            t = t.to(dtype)
+        out[k] = t
+    return out
+
+
+def _check_seeds(seeds, n_prompts: int) -> list[int] | None:
+    if seeds is None:
+        return None
+    seeds = [int(s) for s in seeds]
+    if len(seeds) != n_prompts:
+        raise ValueError(f"seeds has {len(seeds)} entries but there are {n_prompts} prompts (one seed per prompt)")
+    return seeds
+
+
+def _row_uniforms(seed: int, steps: int) -> torch.Tensor:
+    """The ``steps`` uniforms of one row, from a CPU generator (device-independent, prefix-stable)."""
+    return torch.rand(steps, generator=torch.Generator().manual_seed(seed))
+
+
+def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """One sample per row of ``probs (B, V)`` from uniforms ``u (B,)``; never a zero-probability token."""
+    cdf = probs.cumsum(-1)
+    x = (u.to(cdf.dtype) * cdf[:, -1]).unsqueeze(-1)
+    tok = torch.searchsorted(cdf, x, right=True).squeeze(-1).clamp(max=probs.shape[-1] - 1)
+    ok = probs.gather(-1, tok[:, None]).squeeze(-1) > 0
+    return torch.where(ok, tok, probs.argmax(-1))  # only on a rounding edge at the top of the cdf
+
+
+def _model_dtype(model: Any):
+    dt = getattr(model, "dtype", None)
+    return dt if isinstance(dt, torch.dtype) else None
+
+
 class HFGenerator:
     """Sampling with a transformers causal LM (or any rlcore LM) through a hand-rolled batched decode loop.
 
@@ -180,20 +300,30 @@ class HFGenerator:
     token without a second pass, and re-checks stop strings with a full decode. On CUDA the decode step runs with a
     static KV cache and ``torch.compile`` (``mode="reduce-overhead"``: CUDA graphs), the HF-recommended fast path.
 
+    Shared prefill: the ``n`` rows of one prompt are not prefilled ``n`` times; each distinct prompt of a batch is
+    prefilled once and its KV cache is expanded to its rows (``Cache.reorder_cache`` with repeated indices), then
+    copied into the static cache on CUDA. Results equal the unshared path (``share_prefill=False``) up to float
+    rounding.
+
     Args:
         model: a causal LM (HF or rlcore LM interface).
-        tokenizer: needed for string prompts, text output and stop strings.
+        tokenizer: needed for string prompts, chat messages, text output and stop strings.
         batch_size: rows (prompts x n) decoded together; ``None`` = all at once.
         cache_implementation: ``"dynamic"``, ``"static"`` or ``"auto"`` (static on CUDA).
         compile: compile the decode step; ``"auto"`` = on CUDA only.
+        seed: seeds one generator used by calls that pass neither ``generator``, ``seeds`` nor ``params.seed``.
+        share_prefill: prefill each distinct prompt once per batch (see above).
 
     """
 
     def __init__(self, model: Any, tokenizer: Any = None, device: Any = None, batch_size: int | None = None,
-                 cache_implementation: str = "auto", compile: bool | str = "auto"):
+                 cache_implementation: str = "auto", compile: bool | str = "auto", seed: int | None = None,
+                 share_prefill: bool = True):
         self.model = model
         self.tokenizer = tokenizer
         self.device = torch.device(device) if device is not None else model_device(model)
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         on_cuda = self.device.type == "cuda"
         if cache_implementation not in ("auto", "dynamic", "static"):
@@ -201,7 +331,10 @@ class HFGenerator:
         self.static = cache_implementation == "static" or (cache_implementation == "auto" and on_cuda)
         self.static = self.static and cache_kwarg(model) is not None
         self.compile = on_cuda if compile == "auto" else bool(compile)
+        self.share_prefill = share_prefill
         self._step_fn = None
+        self._default_generator = (torch.Generator(device=self.device).manual_seed(seed) if seed is not None
+                                   else None)
         if tokenizer is not None and tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:
             raise ValueError("tokenizer has neither a pad token nor an eos token: set tokenizer.pad_token")
 
@@ -228,8 +361,8 @@ class HFGenerator:
             return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         return 0
 
-    def _encode(self, prompts, prompt_ids) -> list[list[int]]:
-        return encode_prompts(self.tokenizer, prompts, prompt_ids)
+    def _encode(self, prompts, prompt_ids, messages=None) -> list[list[int]]:
+        return encode_prompts(self.tokenizer, prompts, prompt_ids, messages=messages)
 
     def _check_length(self, n_prompt: int, params: SamplingParams) -> None:
         limit = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
@@ -246,39 +379,114 @@ class HFGenerator:
 
     # ---------------------------------------------------------------- public
     def generate(self, prompts=None, prompt_ids=None, params: SamplingParams | None = None,
-                 generator: torch.Generator | None = None) -> list[list[Completion]]:
-        """Sample ``params.n`` continuations of each prompt; see the module docstring for conventions."""
+                 generator: torch.Generator | None = None, *, seeds: Sequence[int] | None = None,
+                 mm_inputs: Mapping[str, torch.Tensor] | None = None,
+                 messages: Sequence[list[dict]] | None = None) -> list[list[Completion]]:
+        """Sample ``params.n`` continuations of each prompt; see the module docstring for conventions.
+
+        Randomness: ``seeds`` (per prompt, see the module docstring) if given; else ``generator``; else one
+        generator seeded ``params.seed``; else the constructor's ``seed``; else torch's global RNG.
+        """
         params = params or SamplingParams()
         if params.stop and self.tokenizer is None:
             raise ValueError("stop strings need a tokenizer")
-        ids = self._encode(prompts, prompt_ids)
-        if generator is None and params.seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(params.seed)
-        rows = [(i, p) for i, p in enumerate(ids) for _ in range(params.n)]
+        ids = self._encode(prompts, prompt_ids, messages)
+        seeds = _check_seeds(seeds, len(ids))
+        mm = _check_mm(mm_inputs, len(ids))
+        _record("generate", ids, params, mm)
+        if seeds is not None and generator is not None:
+            raise ValueError("pass seeds= (one per prompt) or generator=, not both")
+        if seeds is None and generator is None:
+            if params.seed is not None:
+                generator = torch.Generator(device=self.device).manual_seed(params.seed)
+            else:
+                generator = self._default_generator
+        rows = [(i, j) for i in range(len(ids)) for j in range(params.n)]
         bs = self.batch_size or len(rows)
         results: list[list[Completion]] = [[] for _ in ids]
         for start in range(0, len(rows), bs):
             chunk = rows[start:start + bs]
-            for (pi, _), comp in zip(chunk, self._decode_batch([p for _, p in chunk], params, generator)):
+            owners = [i for i, _ in chunk]
+            uniforms = None
+            if seeds is not None and params.temperature > 0:
+                uniforms = torch.stack([_row_uniforms(seeds[i] + j, params.max_new_tokens) for i, j in chunk])
+                uniforms = uniforms.to(self.device)
+            comps = self._decode_batch([ids[i] for i in owners], params, generator, owners=owners, mm=mm,
+                                       uniforms=uniforms)
+            for pi, comp in zip(owners, comps):
                 comp.prompt_index = pi
                 results[pi].append(comp)
         return results
 
-    @torch.no_grad()
-    def _decode_batch(self, seqs: list[list[int]], params: SamplingParams, generator) -> list[Completion]:
-        B, P = len(seqs), max(len(s) for s in seqs)
-        self._check_length(P, params)
-        eos = self._eos_ids(params)
-        eos_t = torch.tensor(sorted(eos), device=self.device, dtype=torch.long) if eos else None
-        input_ids, mask = _pad_left(seqs, self._pad_id(), self.device)
-        total = P + params.max_new_tokens
+    def _prefill(self, input_ids, mask, owners, mm, total):
+        """Prefill forward; returns (last-position logits (B, 1, V), cache or None) for the B rows."""
+        B = input_ids.shape[0]
+        pos = _positions(mask)
+        dtype = _model_dtype(self.model)
+        uniq = list(dict.fromkeys(owners))
+        if self.share_prefill and cache_kwarg(self.model) is not None and len(uniq) < B:
+            first = {o: r for r, o in reversed(list(enumerate(owners)))}
+            sel = torch.tensor([first[o] for o in uniq], device=input_ids.device)
+            logits, cache = lm_forward(self.model, input_ids[sel], mask[sel], pos[sel], None, logits_to_keep=1,
+                                       **_mm_rows(mm, uniq, self.device, dtype))
+            slot = {o: k for k, o in enumerate(uniq)}
+            expand = torch.tensor([slot[o] for o in owners], device=input_ids.device)
+            if cache is not None and hasattr(cache, "reorder_cache"):
+                cache.reorder_cache(expand)
+                logits = logits.index_select(0, expand)
+                if not self.static:
+                    return logits, cache
+                static = self._to_static(cache, total)
+                if static is not None:
+                    return logits, static
+            # this cache type cannot be expanded / copied: fall back to prefilling every row
         cache = None
         if self.static:
             from transformers import StaticCache
 
             cache = StaticCache(config=self.model.config, max_cache_len=total)
-        logits, cache = lm_forward(self.model, input_ids, mask, _positions(mask), cache, logits_to_keep=1)
+        return lm_forward(self.model, input_ids, mask, pos, cache, logits_to_keep=1,
+                          **_mm_rows(mm, owners, self.device, dtype))
+
+    def _to_static(self, dyn, total):
+        """Copy an expanded DynamicCache into a fresh StaticCache (None when the layer types do not match)."""
+        from transformers import StaticCache
+
+        try:
+            from transformers.cache_utils import DynamicLayer, StaticLayer
+        except ImportError:
+            return None
+        layers = getattr(dyn, "layers", None)
+        static = StaticCache(config=self.model.config, max_cache_len=total)
+        s_layers = getattr(static, "layers", None)
+        if (not layers or s_layers is None or len(s_layers) != len(layers)
+                or any(type(x) is not DynamicLayer for x in layers) or any(type(x) is not StaticLayer for x in s_layers)):
+            return None
+        for li, layer in enumerate(layers):
+            static.update(layer.keys, layer.values, li)
+        return static
+
+    @torch.no_grad()
+    def _decode_batch(self, seqs: list[list[int]], params: SamplingParams, generator, *, owners=None, mm=None,
+                      uniforms=None) -> list[Completion]:
+        B, P = len(seqs), max(len(s) for s in seqs)
+        owners = list(range(B)) if owners is None else list(owners)
+        self._check_length(P, params)
+        eos = self._eos_ids(params)
+        eos_t = torch.tensor(sorted(eos), device=self.device, dtype=torch.long) if eos else None
+        input_ids, mask = _pad_left(seqs, self._pad_id(), self.device)
+        total = P + params.max_new_tokens
+        logits, cache = self._prefill(input_ids, mask, owners, mm, total)
+        V = logits.shape[-1]
+        bad_t = None
+        if params.bad_token_ids:
+            if max(params.bad_token_ids) >= V:
+                raise ValueError(f"bad_token_ids contain {max(params.bad_token_ids)}, but the vocabulary has {V} ids")
+            bad_t = torch.tensor(sorted(set(params.bad_token_ids)), dtype=torch.long, device=self.device)
+            if len(bad_t) >= V:
+                raise ValueError("bad_token_ids block the whole vocabulary: nothing can be sampled")
         use_cache = cache is not None
+        mm_full = _mm_rows(mm, owners, self.device, _model_dtype(self.model)) if not use_cache else {}
         tokens = torch.empty((B, params.max_new_tokens), dtype=torch.long, device=self.device)
         lps = torch.zeros((B, params.max_new_tokens), device=self.device)
         raw = torch.zeros((B, params.max_new_tokens), device=self.device)
@@ -291,11 +499,15 @@ class HFGenerator:
             last = logits[:, -1].float()  # (B, V)
             raw_all = torch.log_softmax(last, -1)
             if params.temperature == 0:
-                tok = last.argmax(-1)
+                tok = (last if bad_t is None else last.index_fill(-1, bad_t, float("-inf"))).argmax(-1)
                 lp = torch.zeros(B, device=self.device)
             else:
-                samp_all = torch.log_softmax(process_logits(last, params.temperature, params.top_k, params.top_p), -1)
-                tok = torch.multinomial(samp_all.exp(), 1, generator=generator).squeeze(-1)
+                samp_all = torch.log_softmax(
+                    process_logits(last, params.temperature, params.top_k, params.top_p, bad_t), -1)
+                if uniforms is not None:
+                    tok = _inverse_cdf(samp_all.exp(), uniforms[:, t])
+                else:
+                    tok = torch.multinomial(samp_all.exp(), 1, generator=generator).squeeze(-1)
                 lp = samp_all.gather(-1, tok[:, None]).squeeze(-1)
             tokens[:, t], lps[:, t] = tok, lp
             raw[:, t] = raw_all.gather(-1, tok[:, None]).squeeze(-1)
@@ -316,9 +528,9 @@ class HFGenerator:
             pos = pos + 1
             if use_cache:
                 logits, cache = self._step(tok[:, None], mask, pos, cache, total)
-            else:  # model without a KV cache: re-encode everything
+            else:  # model without a KV cache: re-encode everything (with the multimodal inputs every time)
                 full = torch.cat([input_ids, tokens[:, : t + 1]], dim=1)
-                logits, _ = lm_forward(self.model, full, mask, _positions(mask), None, logits_to_keep=1)
+                logits, _ = lm_forward(self.model, full, mask, _positions(mask), None, logits_to_keep=1, **mm_full)
         return [self._finish(tokens[b, : lengths[b]].tolist(), lps[b, : lengths[b]].cpu(),
                              raw[b, : lengths[b]].cpu(), reasons[b], params) for b in range(B)]
 
@@ -351,78 +563,280 @@ class HFGenerator:
         return Completion(-1, ids, text, lps, raw, reason)
 
 
-class VLLMGenerator:
-    """The same interface on vLLM (optional extra ``rlcore[vllm]``; not exercised on CPU-only CI).
+# ====================================================================== vLLM
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError as e:
+        raise BackendUnavailableError(VLLM_MISSING) from e
+    return vllm
 
-    Sampling log-probs come from vLLM with ``logprobs_mode="processed_logprobs"``; raw log-probs from a second,
-    prefill-only pass over prompt + completion (``prompt_logprobs``).
+
+def _model_ref(model: Any) -> str:
+    """A vLLM model reference: a string as is, else the module's ``name_or_path`` / ``config._name_or_path``."""
+    if isinstance(model, str | os.PathLike):
+        return str(model)
+    for ref in (getattr(model, "name_or_path", None), getattr(getattr(model, "config", None), "_name_or_path", None)):
+        if isinstance(ref, str) and ref:
+            return ref
+    raise ValueError("the vllm backend needs a model name or path; this module has no name_or_path "
+                     "(save it with save_pretrained and pass the directory)")
+
+
+class VLLMGenerator:
+    """The :class:`Generator` interface on vLLM (optional extra ``rlcore[vllm]``; GPU).
+
+    Mapping (checked on CPU with a fake ``vllm`` module, and end to end by the ``gpu``-marked test):
+    - every (prompt i, sample j) is one vLLM request with ``n=1``; with ``seeds`` its seed is ``seeds[i] + j``
+      (per-request seed), otherwise ``params.seed + j`` when ``params.seed`` is set (unseeded otherwise). Prompts
+      are token ids (``prompt_token_ids``), so continuing from a prefix is passing prompt + prefix; vLLM's prefix
+      cache makes the ``n`` requests of one prompt share its prefill.
+    - ``bad_token_ids`` -> ``allowed_token_ids`` = every other id of the vocabulary (vLLM masks the rest to -inf
+      before sampling, as the HF backend does).
+    - ``mm_inputs`` -> ``multi_modal_data`` per prompt under the key given by ``mm_key`` (for example
+      ``{"audio": ...}``); vLLM takes raw media there, not processor features, so pass what the model's vLLM
+      processor expects.
+    - sampling log-probs (``logprobs``) come from vLLM itself with ``logprobs_mode="processed_logprobs"`` (after
+      temperature / top-k / top-p / allowed ids); **raw log-probs come from a prefill re-score**: a second,
+      prefill-only request over prompt + completion with ``prompt_logprobs=0`` (the raw model's log-prob of every
+      prompt token), which is what :func:`score_continuations` computes on the HF side.
+
+    ``load_weights(model)`` copies a training ``nn.Module``'s weights into the engine (on-policy rollouts) and
+    resets the prefix cache.
+
+    Args:
+        model: model name or path (what ``vllm.LLM(model=...)`` takes).
+        tokenizer: for string prompts / chat messages; default the engine's tokenizer.
+        tensor_parallel_size: GPUs the model is split over.
+        gpu_memory_utilization: fraction of GPU memory vLLM may use.
+        seed: the engine seed (``LLM(seed=...)``).
+        **llm_kwargs: passed to ``vllm.LLM`` (e.g. ``max_model_len``, ``dtype``, ``enforce_eager``).
+
     """
 
-    def __init__(self, model: str, tokenizer: Any = None, **llm_kwargs: Any):
-        try:
-            from vllm import LLM
-        except ImportError as e:
-            raise ImportError("VLLMGenerator needs vLLM: pip install 'rlcore[vllm]'") from e
+    def __init__(self, model: Any, tokenizer: Any = None, *, tensor_parallel_size: int = 1,
+                 gpu_memory_utilization: float = 0.9, seed: int | None = None, **llm_kwargs: Any):
+        if tensor_parallel_size < 1:
+            raise ValueError(f"tensor_parallel_size must be >= 1, got {tensor_parallel_size}")
+        if not 0 < gpu_memory_utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+        vllm = _import_vllm()
+        if tensor_parallel_size == 1:  # keep the engine in this process so load_weights can reach the model
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         llm_kwargs.setdefault("logprobs_mode", "processed_logprobs")
-        self.llm = LLM(model=model, **llm_kwargs)
+        if seed is not None:
+            llm_kwargs["seed"] = seed
+        self.tensor_parallel_size = tensor_parallel_size
+        self.llm = vllm.LLM(model=_model_ref(model), tensor_parallel_size=tensor_parallel_size,
+                            gpu_memory_utilization=gpu_memory_utilization, **llm_kwargs)
         self.tokenizer = tokenizer or self.llm.get_tokenizer()
 
     @staticmethod
-    def vllm_sampling_kwargs(params: SamplingParams) -> dict[str, Any]:
-        """SamplingParams -> keyword arguments of ``vllm.SamplingParams`` (tested without vLLM)."""
-        return dict(n=params.n, temperature=params.temperature, top_p=params.top_p,
-                    top_k=params.top_k if params.top_k > 0 else -1, max_tokens=params.max_new_tokens,
-                    stop=list(params.stop), stop_token_ids=params.stop_token_ids, seed=params.seed, logprobs=0)
+    def vllm_sampling_kwargs(params: SamplingParams, seed: int | None = None, vocab_size: int | None = None,
+                             n: int | None = None) -> dict[str, Any]:
+        """SamplingParams -> keyword arguments of ``vllm.SamplingParams`` (tested without vLLM).
+
+        ``seed`` overrides ``params.seed`` (per-request seeds); ``n`` overrides ``params.n``; ``vocab_size`` is
+        needed to turn ``bad_token_ids`` into ``allowed_token_ids``.
+        """
+        kw: dict[str, Any] = dict(n=params.n if n is None else n, temperature=params.temperature,
+                                  top_p=params.top_p, top_k=params.top_k if params.top_k > 0 else -1,
+                                  max_tokens=params.max_new_tokens, stop=list(params.stop),
+                                  stop_token_ids=params.stop_token_ids,
+                                  seed=params.seed if seed is None else seed, logprobs=0)
+        if params.stop_token_ids is not None and not params.stop_token_ids:
+            kw["ignore_eos"] = True  # stop_token_ids=[] means "no EOS stop" in rlcore
+        if params.bad_token_ids:
+            if vocab_size is None:
+                raise ValueError("bad_token_ids on the vllm backend need the vocabulary size")
+            bad = set(params.bad_token_ids)
+            kw["allowed_token_ids"] = [t for t in range(vocab_size) if t not in bad]
+            if not kw["allowed_token_ids"]:
+                raise ValueError("bad_token_ids block the whole vocabulary: nothing can be sampled")
+        return kw
+
+    def _vocab_size(self) -> int:
+        return len(self.tokenizer)
 
     def generate(self, prompts=None, prompt_ids=None, params: SamplingParams | None = None,
-                 generator: torch.Generator | None = None) -> list[list[Completion]]:
-        """See :class:`Generator`; ``generator`` is ignored (vLLM seeds by ``params.seed``)."""
-        from vllm import SamplingParams as VSP
-
+                 generator: torch.Generator | None = None, *, seeds: Sequence[int] | None = None,
+                 mm_inputs: Mapping[str, Any] | None = None, messages: Sequence[list[dict]] | None = None,
+                 mm_key: str | None = None) -> list[list[Completion]]:
+        """See :class:`Generator`. ``generator`` cannot drive vLLM's sampler: pass ``seeds`` or ``params.seed``."""
+        vllm = _import_vllm()
         params = params or SamplingParams()
-        if (prompts is None) == (prompt_ids is None):
-            raise ValueError("pass exactly one of prompts= or prompt_ids=")
-        if prompt_ids is None:
-            prompt_ids = [self.tokenizer(p).input_ids for p in prompts]
-        inputs = [{"prompt_token_ids": list(p)} for p in prompt_ids]
-        outs = self.llm.generate(inputs, VSP(**self.vllm_sampling_kwargs(params)), use_tqdm=False)
-        flat = [(i, o) for i, out in enumerate(outs) for o in out.outputs]
-        rescore = [{"prompt_token_ids": list(prompt_ids[i]) + list(o.token_ids)} for i, o in flat]
-        scored = self.llm.generate(rescore, VSP(max_tokens=1, prompt_logprobs=0), use_tqdm=False)
-        results: list[list[Completion]] = [[] for _ in prompt_ids]
-        for (i, o), s in zip(flat, scored):
-            ids = list(o.token_ids)
-            lps = torch.tensor([d[t].logprob for d, t in zip(o.logprobs, ids)])
-            n_p = len(prompt_ids[i])
-            raw = torch.tensor([d[t].logprob for d, t in zip(s.prompt_logprobs[n_p:], ids)])
-            reason = "length" if o.finish_reason == "length" else ("stop" if o.stop_reason is not None else "eos")
-            results[i].append(Completion(i, ids, o.text, lps, raw, reason))
+        if generator is not None:
+            raise ValueError("the vllm backend cannot use a torch.Generator: pass seeds= or SamplingParams(seed=)")
+        ids = encode_prompts(self.tokenizer, prompts, prompt_ids, messages=messages)
+        seeds = _check_seeds(seeds, len(ids))
+        mm = self._mm_data(mm_inputs, len(ids), mm_key)
+        _record("generate", ids, params, mm_inputs)
+        vocab = self._vocab_size() if params.bad_token_ids else None
+        requests, sps, keys = [], [], []
+        for i, p in enumerate(ids):
+            for j in range(params.n):
+                base = seeds[i] if seeds is not None else params.seed
+                req: dict[str, Any] = {"prompt_token_ids": list(p)}
+                if mm is not None:
+                    req["multi_modal_data"] = mm[i]
+                requests.append(req)
+                sps.append(vllm.SamplingParams(**self.vllm_sampling_kwargs(
+                    params, seed=None if base is None else base + j, vocab_size=vocab, n=1)))
+                keys.append(i)
+        outs = self.llm.generate(requests, sps, use_tqdm=False)
+        samples = [(i, out.outputs[0]) for i, out in zip(keys, outs)]
+        rescore = []
+        for i, o in samples:
+            req = {"prompt_token_ids": list(ids[i]) + list(o.token_ids)}
+            if mm is not None:
+                req["multi_modal_data"] = mm[i]
+            rescore.append(req)
+        scored = self.llm.generate(rescore, vllm.SamplingParams(max_tokens=1, prompt_logprobs=0), use_tqdm=False)
+        results: list[list[Completion]] = [[] for _ in ids]
+        for (i, o), s in zip(samples, scored):
+            tids = list(o.token_ids)
+            lps = torch.tensor([d[t].logprob for d, t in zip(o.logprobs, tids)], dtype=torch.float32)
+            n_p = len(ids[i])
+            raw = torch.tensor([d[t].logprob for d, t in zip(s.prompt_logprobs[n_p:], tids)], dtype=torch.float32)
+            reason = "length" if o.finish_reason == "length" else ("stop" if isinstance(o.stop_reason, str) else "eos")
+            results[i].append(Completion(i, tids, o.text, lps, raw, reason))
         return results
 
+    @staticmethod
+    def _mm_data(mm_inputs, n_prompts: int, mm_key: str | None):
+        if mm_inputs is None:
+            return None
+        if not isinstance(mm_inputs, Mapping) or not mm_inputs:
+            raise ValueError("mm_inputs must be a non-empty dict")
+        if mm_key is None and len(mm_inputs) != 1:
+            raise ValueError(
+                "the vllm backend takes raw media per prompt as multi_modal_data (e.g. mm_inputs={'audio': [...]}), "
+                f"not processor features; got keys {sorted(mm_inputs)}: pass one modality or mm_key=")
+        key = mm_key or next(iter(mm_inputs))
+        if key not in mm_inputs:
+            raise ValueError(f"mm_key {key!r} is not in mm_inputs (keys {sorted(mm_inputs)})")
+        vals = mm_inputs[key]
+        if len(vals) != n_prompts:
+            raise ValueError(f"mm_inputs[{key!r}] has {len(vals)} entries, expected {n_prompts} (one per prompt)")
+        return [{key: v} for v in vals]
 
-@torch.no_grad()
+    def load_weights(self, model: Any) -> int:
+        """Copy ``model``'s parameters (a training ``nn.Module``, same architecture) into the engine.
+
+        Uses the engine's in-process model (``llm.llm_engine.model_executor.driver_worker...model_runner.model``,
+        the path TRL's colocate mode uses; the engine runs in-process when ``tensor_parallel_size == 1``) and
+        otherwise ``LLM.apply_model`` (every tensor-parallel worker loads the full tensors; vLLM's
+        ``load_weights`` shards them). Then resets the prefix cache. Returns the number of tensors sent.
+        """
+        state = getattr(model, "state_dict", None)
+        if state is None:
+            raise ValueError("load_weights needs an nn.Module (something with state_dict())")
+        weights = [(k, v.detach()) for k, v in state().items()]
+        target = self._inprocess_model()
+        if target is not None:
+            target.load_weights(weights)
+        elif hasattr(self.llm, "apply_model"):
+            cpu = [(k, v.cpu()) for k, v in weights]
+            self.llm.apply_model(lambda m: m.load_weights(cpu))
+        else:
+            raise ValueError("this vLLM version exposes neither an in-process model nor LLM.apply_model")
+        reset = getattr(self.llm, "reset_prefix_cache", None)
+        if callable(reset):
+            reset()
+        return len(weights)
+
+    def _inprocess_model(self):
+        executor = getattr(getattr(self.llm, "llm_engine", None), "model_executor", None)
+        worker = getattr(executor, "driver_worker", None)
+        for w in (getattr(worker, "worker", None), worker):
+            m = getattr(getattr(w, "model_runner", None), "model", None)
+            if m is not None and hasattr(m, "load_weights"):
+                return m
+        return None
+
+
+def make_generator(model: Any, tokenizer: Any = None, *, backend: str = "hf", batch_size: int | None = None,
+                   tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9, seed: int | None = None,
+                   **kw: Any):
+    """A :class:`Generator` for ``backend`` (one of :data:`BACKENDS`).
+
+    ``"hf"``: ``HFGenerator(model, tokenizer, batch_size=..., seed=..., **kw)`` (``model`` an nn.Module / LM;
+    the vLLM options are ignored). ``"vllm"``: ``VLLMGenerator(ref, tokenizer, tensor_parallel_size=...,
+    gpu_memory_utilization=..., seed=..., **kw)`` where ``ref`` is ``model`` if it is a string, else the module's
+    ``name_or_path``. Raises ``ValueError`` for an unknown backend (listing the choices) and
+    :class:`BackendUnavailableError` (one line) when vLLM is not installed.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if tensor_parallel_size < 1:
+        raise ValueError(f"tensor_parallel_size must be >= 1, got {tensor_parallel_size}")
+    if not 0 < gpu_memory_utilization <= 1:
+        raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+    if backend == "hf":
+        if isinstance(model, str | os.PathLike):
+            raise ValueError("the hf backend needs a loaded model (nn.Module); load it first, "
+                             "e.g. rlcore.builtins.load_model_and_tokenizer")
+        return HFGenerator(model, tokenizer, batch_size=batch_size, seed=seed, **kw)
+    _import_vllm()
+    return VLLMGenerator(model, tokenizer, tensor_parallel_size=tensor_parallel_size,
+                         gpu_memory_utilization=gpu_memory_utilization, seed=seed, **kw)
+
+
+# ====================================================================== scoring
 def score_continuations(model: Any, prompt_ids: Sequence[Sequence[int]], continuation_ids: Sequence[Sequence[int]],
-                        temperature: float = 1.0, batch_size: int | None = None, pad_id: int = 0,
-                        ) -> list[torch.Tensor]:
+                        temperature: float = 1.0, batch_size: int | None = None, pad_id: int = 0, *,
+                        mm_inputs: Mapping[str, torch.Tensor] | None = None, grad: bool = False,
+                        share_prompts: bool = True) -> list[torch.Tensor]:
     """Per-token log-probs of each continuation given its prompt, in one forward pass per batch.
 
     Layout ``[left pad][prompt][continuation][right pad]`` so every continuation starts at the same column; the LM
     head runs only on the last ``max_cont + 1`` positions (``logits_to_keep``) and the log-softmax is selective.
 
+    Prompt sharing (``share_prompts``, no-grad, no ``mm_inputs``, a model with a KV cache): pairs with identical
+    prompt ids are grouped, each distinct prompt of a batch is prefilled once, its KV cache expanded to its pairs,
+    and only the continuations are run on top (same numbers as the unshared pass up to float rounding).
+
+    Args:
+        model: a causal LM (HF or rlcore LM interface).
+        prompt_ids: token ids of each pair's prompt (at least one token each).
+        continuation_ids: token ids of each pair's continuation (may be empty).
+        temperature: the log-probs are of ``softmax(logits / temperature)``.
+        batch_size: pairs per forward pass; ``None`` = all at once.
+        pad_id: the padding id (never attended to).
+        mm_inputs: extra model inputs (first dimension = number of pairs), passed to the forward pass.
+        grad: keep the autograd graph (loss passes); the tensors then stay on the model's device.
+        share_prompts: prefill a prompt shared by several pairs once (see above).
+
     Returns:
-        One ``(len(continuation),)`` float32 tensor per pair (log-probs at ``temperature``).
+        One ``(len(continuation),)`` float32 tensor per pair (log-probs at ``temperature``), on CPU unless ``grad``.
 
     """
     if len(prompt_ids) != len(continuation_ids):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(continuation_ids)} continuations")
+    mm = _check_mm(mm_inputs, len(prompt_ids), what="prompt/continuation pair")
+    _record("score", [list(p) for p in prompt_ids], None, mm, [list(c) for c in continuation_ids])
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if any(len(p) == 0 for p in prompt_ids):
+        raise ValueError("every prompt needs at least one token to condition on")
+    keys = [tuple(int(t) for t in p) for p in prompt_ids]
+    share = (share_prompts and not grad and mm is None and cache_kwarg(model) is not None
+             and len(set(keys)) < len(keys))
+    ctx = torch.enable_grad() if grad else torch.no_grad()
+    with ctx:
+        if share:
+            return _score_shared(model, keys, continuation_ids, temperature, batch_size, pad_id)
+        return _score_plain(model, prompt_ids, continuation_ids, temperature, batch_size, pad_id, mm, grad)
+
+
+def _score_plain(model, prompt_ids, continuation_ids, temperature, batch_size, pad_id, mm, grad):
     device = model_device(model)
+    dtype = _model_dtype(model)
     n = len(prompt_ids)
     bs = batch_size or max(n, 1)
     out: list[torch.Tensor] = []
     for s in range(0, n, bs):
         ps, cs = prompt_ids[s:s + bs], continuation_ids[s:s + bs]
-        if any(len(p) == 0 for p in ps):
-            raise ValueError("every prompt needs at least one token to condition on")
         ids, mask = _pad_left(ps, pad_id, device)
         C = max((len(c) for c in cs), default=0)
         if C == 0:
@@ -435,8 +849,69 @@ def score_continuations(model: Any, prompt_ids: Sequence[Sequence[int]], continu
             cmask[i, : len(c)] = 1
         ids = torch.cat([ids, cont.to(device)], 1)
         mask = torch.cat([mask, cmask.to(device)], 1)
-        logits, _ = lm_forward(model, ids, mask, _positions(mask), None, logits_to_keep=C + 1)
+        logits, _ = lm_forward(model, ids, mask, _positions(mask), None, logits_to_keep=C + 1,
+                               **_mm_rows(mm, range(s, s + len(ps)), device, dtype))
         logits = logits[:, :-1].float() / (temperature if temperature > 0 else 1.0)  # (b, C, V)
         lp = selective_log_softmax(logits, cont.to(device))  # (b, C)
-        out += [lp[i, : len(c)].cpu() for i, c in enumerate(cs)]
+        out += [lp[i, : len(c)] if grad else lp[i, : len(c)].cpu() for i, c in enumerate(cs)]
     return out
+
+
+def _score_shared(model, keys, continuation_ids, temperature, batch_size, pad_id):
+    device = model_device(model)
+    n = len(keys)
+    groups: dict[tuple, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    order = [i for members in groups.values() for i in members]  # pairs grouped by prompt
+    bs = batch_size or max(n, 1)
+    out: list[torch.Tensor | None] = [None] * n
+    for s in range(0, n, bs):
+        chunk = order[s:s + bs]
+        cs = [list(continuation_ids[i]) for i in chunk]
+        C = max((len(c) for c in cs), default=0)
+        if C == 0:
+            for i in chunk:
+                out[i] = torch.zeros(0)
+            continue
+        uniq = list(dict.fromkeys(keys[i] for i in chunk))
+        slot = {k: u for u, k in enumerate(uniq)}
+        ids, pmask = _pad_left([list(k) for k in uniq], pad_id, device)
+        last, cache = lm_forward(model, ids, pmask, _positions(pmask), None, logits_to_keep=1)  # (U, 1, V)
+        expand = torch.tensor([slot[keys[i]] for i in chunk], device=device)
+        last = last.index_select(0, expand)
+        pmask = pmask.index_select(0, expand)
+        cont = torch.full((len(cs), C), pad_id, dtype=torch.long)
+        cmask = torch.zeros((len(cs), C), dtype=torch.long)
+        for r, c in enumerate(cs):
+            cont[r, : len(c)] = torch.as_tensor(c, dtype=torch.long)
+            cmask[r, : len(c)] = 1
+        cont, cmask = cont.to(device), cmask.to(device)
+        if C > 1:
+            if cache is None or not hasattr(cache, "reorder_cache"):  # cannot expand: score this chunk unshared
+                res = _score_plain(model, [list(keys[i]) for i in chunk], cs, temperature, None, pad_id, None, False)
+                for i, r in zip(chunk, res):
+                    out[i] = r
+                continue
+            cache.reorder_cache(expand)
+            mask = torch.cat([pmask, cmask[:, : C - 1]], 1)
+            pos = pmask.sum(-1, keepdim=True) + torch.arange(C - 1, device=device)[None]
+            rest, _ = lm_forward(model, cont[:, : C - 1], mask, pos, cache)
+            logits = torch.cat([last, rest], 1)
+        else:
+            logits = last
+        logits = logits.float() / (temperature if temperature > 0 else 1.0)  # (b, C, V)
+        lp = selective_log_softmax(logits, cont)
+        for r, i in enumerate(chunk):
+            out[i] = lp[r, : len(cs[r])].cpu()
+    return out  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _recorder(cb: Callable[..., None]):
+    """Register ``cb(kind, prompt_ids, params, mm_inputs, continuation_ids)`` for every generate/score call."""
+    _RECORDERS.append(cb)
+    try:
+        yield
+    finally:
+        _RECORDERS.remove(cb)

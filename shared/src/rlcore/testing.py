@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 from types import SimpleNamespace
 from typing import Any
@@ -178,6 +180,99 @@ class TableLM:
         lp = torch.log_softmax(self.table[torch.arange(len(seq) - 1), torch.tensor(seq[:-1])], -1)  # (T-1, V)
         idx = torch.arange(len(prefix) - 1, len(seq) - 1)
         return float(lp[idx, torch.tensor(continuation)].sum())
+
+
+# ---------------------------------------------------------------- generator fakes (rlcore.rollout)
+@dataclasses.dataclass
+class GenerateCall:
+    """One recorded call: ``kind`` "generate" (a Generator) or "score" (``score_continuations``).
+
+    ``prompt_ids`` are the encoded prompts (after chat templating), ``params`` the ``SamplingParams`` (None for
+    "score"), ``mm_inputs`` the multimodal inputs or None, ``continuation_ids`` the scored continuations ("score").
+    """
+
+    kind: str
+    prompt_ids: list[list[int]]
+    params: Any
+    mm_inputs: Any
+    continuation_ids: list[list[int]] | None = None
+
+
+@contextlib.contextmanager
+def recording_generators():
+    """Record every generate call (HF, vLLM, scripted) and every ``score_continuations`` call inside the block.
+
+    Calls are recorded however the caller imported the function or class, and they still run.
+
+    Example:
+        >>> with recording_generators() as calls:  # doctest: +SKIP
+        ...     run_my_verb()
+        >>> assert calls and calls[0].kind == "generate"  # doctest: +SKIP
+
+    """
+    from rlcore import rollout
+
+    calls: list[GenerateCall] = []
+
+    def cb(kind, prompt_ids, params, mm_inputs, continuation_ids=None):
+        calls.append(GenerateCall(kind, [list(p) for p in prompt_ids], params, mm_inputs,
+                                  None if continuation_ids is None else [list(c) for c in continuation_ids]))
+
+    with rollout._recorder(cb):
+        yield calls
+
+
+class ScriptedGenerator:
+    """A :class:`rlcore.rollout.Generator` that returns given texts, for tests of loops around generation.
+
+    Args:
+        responses: a list of texts handed out in order, one per completion (prompt 0 sample 0, prompt 0 sample 1,
+            ...), cycling when exhausted across calls; or a function ``prompt_text -> completion_text``.
+        tokenizer: encodes the texts (``token_ids``) and decodes token-id prompts for the function form.
+
+    Completions have zero log-probs; ``params.stop`` strings cut the text (finish "stop"), ``max_new_tokens``
+    truncates it (finish "length"), else finish "eos". Calls are recorded by :func:`recording_generators`.
+    """
+
+    def __init__(self, responses, tokenizer):
+        if not callable(responses) and not list(responses):
+            raise ValueError("ScriptedGenerator needs at least one response")
+        self.responses = responses if callable(responses) else list(responses)
+        self.tokenizer = tokenizer
+        self._next = 0
+
+    def _text_for(self, prompt_text: str) -> str:
+        if callable(self.responses):
+            return str(self.responses(prompt_text))
+        text = self.responses[self._next % len(self.responses)]
+        self._next += 1
+        return text
+
+    def generate(self, prompts=None, prompt_ids=None, params=None, generator=None, *, seeds=None, mm_inputs=None,
+                 messages=None):
+        import torch
+
+        from rlcore import rollout
+
+        params = params or rollout.SamplingParams()
+        ids = rollout.encode_prompts(self.tokenizer, prompts, prompt_ids, messages=messages)
+        rollout._record("generate", ids, params, mm_inputs)
+        out = []
+        for i, p in enumerate(ids):
+            prompt_text = prompts[i] if prompts is not None else self.tokenizer.decode(p)
+            row = []
+            for _ in range(params.n):
+                text, reason = self._text_for(prompt_text), "eos"
+                hits = [text.find(s) for s in params.stop if s in text]
+                if hits:
+                    text, reason = text[: min(hits)], "stop"
+                tids = self.tokenizer(text, add_special_tokens=False).input_ids
+                if len(tids) > params.max_new_tokens:
+                    tids, reason = tids[: params.max_new_tokens], "length"
+                    text = self.tokenizer.decode(tids, skip_special_tokens=True)
+                row.append(rollout.Completion(i, tids, text, torch.zeros(len(tids)), torch.zeros(len(tids)), reason))
+            out.append(row)
+        return out
 
 # rlcore-infra helpers re-exported here: fuzz harness (rlcore.fuzz), launch/kill helpers (rlcore.training)
 from .fuzz import ADVERSARIAL_STRINGS, FuzzReport, fuzz_total  # noqa: E402, F401
