@@ -30,7 +30,7 @@ def test_prosody_folder_to_jsonl_with_a_bad_file(tmp_path):
     (d / "a.txt").write_text("hello there")
     (d / "broken.wav").write_bytes(b"nope")
     out = tmp_path / "p.jsonl"
-    res = runner.invoke(app, ["prosody", str(d), "--out", str(out), "--workers", "1"])
+    res = runner.invoke(app, ["prosody", str(d), "--output", str(out), "--workers", "1"])
     assert res.exit_code == 0, res.output
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(recs) == 2
@@ -81,15 +81,18 @@ def test_eval_writes_metrics_and_confusion_png(tmp_path):
              {"emotion": "fear", "completion": "no answer"}]
     p = tmp_path / "pred.jsonl"
     p.write_text("".join(json.dumps(r) + "\n" for r in preds))
-    res = runner.invoke(app, ["eval", "--predictions", str(p), "--out-dir", str(tmp_path / "ev")])
+    res = runner.invoke(app, ["eval", "--input", str(p), "--output-dir", str(tmp_path / "ev")])
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert m["accuracy"] == 0.5 and m["recall"] == {"angry": 0.5, "fear": 0.0, "sad": 1.0}
+    # UA = mean(0.5, 0, 1) = 0.5; soft agreement = (1 + sim(contempt or disgust, angry) 0.5 + 1 + 0) / 4
+    assert m["ua"] == 0.5 and m["soft_agreement"] == 0.625
+    assert '"ua": 0.5' in res.output and '"soft_agreement": 0.625' in res.output
     assert m["unparsed"] == 0.25 and (tmp_path / "ev" / "confusion_matrix.png").stat().st_size > 1000
 
 
 def test_bad_config_is_a_one_line_error(tmp_path):
-    res = runner.invoke(app, ["train", "--data", str(tmp_path / "x.jsonl"), "--schedule", "cosine"])
+    res = runner.invoke(app, ["train", "--input", str(tmp_path / "x.jsonl"), "--schedule", "cosine"])
     assert res.exit_code == 2 and "schedule" in res.output
 
 
@@ -102,12 +105,12 @@ def test_train_infer_eval_cli_smoke(tmp_path):
     data = tmp_path / "cot.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     run = tmp_path / "run"
-    res = runner.invoke(app, ["train", "--data", str(data), "--output-dir", str(run), "--steps", "1",
+    res = runner.invoke(app, ["train", "--input", str(data), "--output-dir", str(run), "--steps", "1",
                               "--group-size", "2", "--max-new-tokens", "6", "--schedule", "constant"])
     assert res.exit_code == 0, res.output
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
     pred = tmp_path / "pred.jsonl"
-    res = runner.invoke(app, ["infer", "--data", str(data), "--out", str(pred), "--max-new-tokens", "6"])
+    res = runner.invoke(app, ["infer", "--input", str(data), "--output", str(pred), "--max-new-tokens", "6"])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["eval", "--predictions", str(pred), "--out-dir", str(tmp_path / "ev")])
+    res = runner.invoke(app, ["eval", "--input", str(pred), "--output-dir", str(tmp_path / "ev")])
     assert res.exit_code == 0 and '"n": 2' in res.output

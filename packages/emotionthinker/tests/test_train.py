@@ -7,7 +7,7 @@ from emotionthinker.config import TrainConfig
 from emotionthinker.data import load_emotioncot
 from emotionthinker.synth import harmonic_voice, write_wav
 from emotionthinker.tiny import tiny_audio_policy
-from emotionthinker.trainer import completion_mask, train_ptr
+from emotionthinker.trainer import pad_sequences, train_ptr
 
 
 def _dataset(tmp_path):
@@ -21,9 +21,9 @@ def _dataset(tmp_path):
     return p
 
 
-def test_completion_mask_stops_after_first_eos():
-    ids = torch.tensor([[5, 0, 7, 0], [5, 6, 7, 8]])
-    assert completion_mask(ids, 0).tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
+def test_pad_sequences_masks_the_padding():
+    vals, mask = pad_sequences([[5, 0, 7], [1.5]])
+    assert vals.tolist() == [[5, 0, 7], [1.5, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
 
 
 def test_grpo_ptr_steps_update_the_tiny_audio_policy(tmp_path):
@@ -41,7 +41,7 @@ def test_grpo_ptr_steps_update_the_tiny_audio_policy(tmp_path):
             LengthJudge.calls += 1
             return min(1.0, len(think) / 40)
 
-    cfg = TrainConfig(data=str(data), output_dir=str(tmp_path / "run"), steps=2, prompts_per_step=2, group_size=3,
+    cfg = TrainConfig(input=str(data), output_dir=str(tmp_path / "run"), steps=2, prompts_per_step=2, group_size=3,
                       max_new_tokens=8, schedule="step", t0=1, learning_rate=1e-2, beta=0.04,
                       gate_uniform_groups=False)
     out = train_ptr(cfg, policy=policy, records=records, judge=LengthJudge())

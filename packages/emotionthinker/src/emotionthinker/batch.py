@@ -3,6 +3,13 @@
 A failing file becomes ``{"audio_path": ..., "error": "..."}`` and the batch goes on. Workers are forked from this
 process when it has not imported torch (no import cost per worker: librosa + scipy take seconds to import), else
 started from a forkserver that preloads the extractor (fork after torch's thread pools start is unsafe).
+
+Process safety: librosa's numba kernels (pYIN's Viterbi, its ufuncs) are compiled with ``cache=True``. Two workers
+compiling them at once on a cold cache both write ``<fn>.<n>.nbc`` entries and an index; one can overwrite the
+other's entry so that the index points at code for another signature, and every later pYIN call in that
+environment segfaults. :func:`warm_up_kernels` therefore runs the whole extractor once in the parent before any
+worker starts: every kernel is compiled (or loaded) and written to the cache by one process; forked workers inherit
+the compiled code and forkserver workers only read the complete cache.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import Any
 
 from .config import ProsodyConfig
 
-__all__ = ["AUDIO_EXTENSIONS", "find_audio_files", "extract_one", "extract_many"]
+__all__ = ["AUDIO_EXTENSIONS", "find_audio_files", "extract_one", "warm_up_kernels", "extract_many"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aiff", ".aif", ".opus")
 
@@ -54,6 +61,27 @@ def extract_one(job: tuple[str, str | None, ProsodyConfig]) -> dict[str, Any]:
         return {"audio_path": str(path), "error": f"{type(e).__name__}: {msg}"}
 
 
+_WARM: set[tuple] = set()
+
+
+def warm_up_kernels(cfg: ProsodyConfig) -> None:
+    """Compile librosa's numba kernels in this process (once per config) before workers start (see module doc).
+
+    Runs :func:`~emotionthinker.prosody.extract_prosody` on a 0.5 s synthetic voiced glide: the same code path,
+    dtypes and therefore the same numba specialisations as real files.
+    """
+    key = tuple(sorted((k, str(v)) for k, v in vars(cfg).items()))
+    if key in _WARM:
+        return
+    from .prosody import extract_prosody
+    from .synth import f0_track, harmonic_voice
+
+    n = int(0.5 * cfg.sample_rate)
+    extract_prosody(harmonic_voice(f0_track("rising", n, 150.0), 0.5, sr=cfg.sample_rate, syllable_hz=4.0), cfg,
+                    "warm up")
+    _WARM.add(key)
+
+
 def _context() -> mp.context.BaseContext:
     if "torch" in sys.modules or sys.platform != "linux":
         ctx = mp.get_context("forkserver" if sys.platform != "win32" else "spawn")
@@ -86,6 +114,7 @@ def extract_many(paths: Iterable[str | Path], cfg: ProsodyConfig | None = None, 
                 on_result(rec)
             yield rec
         return
+    warm_up_kernels(cfg)  # one process compiles and caches the numba kernels; workers never race on the cache
     with ProcessPoolExecutor(max_workers=min(n, len(jobs)), mp_context=_context()) as ex:
         for rec in ex.map(extract_one, jobs, chunksize=1):
             if on_result:

@@ -38,7 +38,7 @@ def _transcripts(path: str, files: list[Path]) -> dict[str, str]:
 @app.command("prosody")
 def prosody_cmd(
     inputs: Annotated[list[str], typer.Argument(help="audio files and/or folders")],
-    out: Annotated[str | None, typer.Option(help=RunConfig.__dataclass_fields__["out"].metadata["help"])] = None,
+    output: Annotated[str | None, typer.Option(help=RunConfig.__dataclass_fields__["output"].metadata["help"])] = None,
     workers: Annotated[int | None, typer.Option(help=RunConfig.__dataclass_fields__["workers"].metadata["help"])] = None,
     recursive: Annotated[bool | None, typer.Option(help="search folders recursively")] = None,
     transcripts: Annotated[str | None, typer.Option(help=RunConfig.__dataclass_fields__["transcripts"].metadata["help"])] = None,
@@ -47,7 +47,7 @@ def prosody_cmd(
 ) -> None:
     """Prosody features of audio files (folders searched), one JSONL record per file; bad files -> error records."""
     try:
-        run = load_config(RunConfig, config, out=out, workers=workers, recursive=recursive, transcripts=transcripts,
+        run = load_config(RunConfig, config, output=output, workers=workers, recursive=recursive, transcripts=transcripts,
                           prosody_config=prosody_config)
         pcfg = load_config(ProsodyConfig, run.prosody_config or None)
         from .batch import extract_many, find_audio_files
@@ -59,7 +59,7 @@ def prosody_cmd(
     if not files:
         fail(f"no audio files found in {inputs}")
     n_err = 0
-    sink = open(run.out, "w", encoding="utf-8") if run.out else sys.stdout  # noqa: SIM115
+    sink = open(run.output, "w", encoding="utf-8") if run.output else sys.stdout  # noqa: SIM115
     try:
         with progress() as bar:
             task = bar.add_task("prosody", total=len(files))
@@ -67,9 +67,9 @@ def prosody_cmd(
                 n_err += "error" in rec
                 sink.write(json.dumps(rec) + "\n")
     finally:
-        if run.out:
+        if run.output:
             sink.close()
-    console().print(f"{len(files) - n_err} ok, {n_err} failed" + (f" -> {run.out}" if run.out else ""))
+    console().print(f"{len(files) - n_err} ok, {n_err} failed" + (f" -> {run.output}" if run.output else ""))
 
 
 @config_command(app, "annotate", AnnotateConfig)
@@ -85,14 +85,21 @@ def annotate_cmd(cfg: AnnotateConfig) -> None:
 def train_cmd(cfg: TrainConfig) -> None:
     """GRPO-PTR training (own loop on rlcore.pg: TRL 1.16 cannot carry audio features into the loss)."""
     from rlcore.io import write_json
+    from rlcore.training import is_main_process
 
     from .trainer import train_ptr
 
     res = train_ptr(cfg)
+    if not is_main_process():
+        return
     write_json(Path(cfg.output_dir) / "config.json", config_to_dict(cfg))
+    if not res["history"]:
+        console().print(f"nothing to do: already at step {cfg.steps} -> {res['output_dir']}")
+        return
     last = res["history"][-1]
-    console().print(f"done: {len(res['history'])} steps, last reward {last['reward']:.3f}, "
-                    f"w_t {last['w_t']:.3f}, judge calls {res['judge_calls']} -> {res['output_dir']}")
+    console().print(f"done: {len(res['history'])} steps (world size {res['world_size']}), last reward "
+                    f"{last['reward']:.3f}, w_t {last['w_t']:.3f}, judge calls {res['judge_calls']} -> "
+                    f"{res['output_dir']}")
 
 
 @config_command(app, "infer", InferConfig)
@@ -101,18 +108,23 @@ def infer_cmd(cfg: InferConfig) -> None:
     from .infer import run_inference
 
     n = run_inference(cfg)
-    console().print(f"{n} predictions -> {cfg.out}")
+    console().print(f"{n['written']} predictions written, {n['skipped']} already there -> {cfg.output}")
 
 
 @config_command(app, "eval", EvalConfig)
 def eval_cmd(cfg: EvalConfig) -> None:
-    """Accuracy, per-class recall, UAR, confusion matrix PNG and judge scores of a predictions JSONL."""
+    """Accuracy, UA, soft-label agreement, per-class recall, confusion PNG and judge scores of predictions."""
     from .infer import evaluate_predictions
 
     m = evaluate_predictions(cfg)
-    typer.echo(json.dumps({k: m[k] for k in ("n", "accuracy", "uar", "unparsed", "judge_mean") if k in m}))
+    typer.echo(json.dumps({k: m[k] for k in ("n", "accuracy", "ua", "soft_agreement", "unparsed", "judge_mean")
+                           if k in m}))
 
 
 def main() -> None:
     """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
     app()

@@ -93,7 +93,7 @@ class ProsodyConfig:
 class RunConfig:
     """How ``emotionthinker prosody`` runs over files (not the signal constants: see ``ProsodyConfig``)."""
 
-    out: str = option("", "JSONL file for the results (default: print JSONL to stdout)")
+    output: str = option("", "JSONL file for the results (default: print JSONL to stdout)")
     workers: int = option(0, "worker processes (0 = one per CPU core, 1 = serial in this process)")
     recursive: bool = option(True, "search folders recursively for audio files")
     transcripts: str = option("", "optional JSONL with audio_path + transcription (else sidecar .txt files)")
@@ -158,17 +158,31 @@ class PTRConfig:
             raise ValueError("need 0 <= uniform_low < correct_threshold < uniform_high <= 1")
 
 
+BACKENDS = ("hf", "vllm")
+OUTCOME_REWARDS = ("exact", "similarity")
+
+
+def _check_engine(obj) -> None:
+    if obj.backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {obj.backend!r}")
+    _positive(obj, "tensor_parallel_size")
+    if not 0 < obj.gpu_memory_utilization <= 1:
+        raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {obj.gpu_memory_utilization}")
+
+
 @dataclasses.dataclass
 class TrainConfig(PTRConfig):
     """``emotionthinker train``: GRPO-PTR on EmotionCoT records (PTR fields inherited from ``PTRConfig``)."""
 
-    model: str = option("tiny", "policy: 'tiny' (random tiny Qwen2-Audio, CPU tests) or a Qwen2.5-Omni/Qwen2-Audio path")
-    data: str = option("", "EmotionCoT JSONL (audio_path, emotion, ...)")
+    model: str = option("builtin:tiny-audio", "policy: 'builtin:tiny-audio' (random tiny Qwen2-Audio) or a Qwen2.5-Omni/Qwen2-Audio path")
+    input: str = option("", "EmotionCoT JSONL (audio_path, emotion, ...)")
     audio_root: str = option("", "folder for relative audio_path values (default: the JSONL's folder)")
-    output_dir: str = option("runs/emotionthinker", "where metrics.jsonl and the final model go")
+    output_dir: str = option("runs/emotionthinker", "where metrics.jsonl, checkpoints and the final model go")
     judge: str = option("prosody-rubric", "reasoning judge: a registered name or 'module:attr' returning scores in [0, 1]")
+    outcome_reward: str = option("exact", "r_outcome: exact (0/1, paper) | similarity (valence-arousal similarity, EMO-RL)")
+    similarity_file: str = option("", "similarity matrix file for outcome_reward=similarity (default: built-in valence-arousal)")
     steps: int = option(2, "optimizer steps")
-    prompts_per_step: int = option(2, "distinct prompts (clips) per step")
+    prompts_per_step: int = option(2, "distinct prompts (clips) per step and process")
     group_size: int = option(4, "rollouts per prompt G")
     max_new_tokens: int = option(16, "completion length cap (paper inference: 2048)")
     temperature: float = option(1.0, "sampling temperature")
@@ -176,52 +190,70 @@ class TrainConfig(PTRConfig):
     epsilon: float = option(0.2, "PPO clip epsilon")
     beta: float = option(0.0, "k3 KL coefficient against the initial policy (TRL default 0)")
     loss_agg: str = option("token-mean", "loss aggregation (rlcore.pg modes)")
+    lora_r: int = option(0, "LoRA rank on the language model (0 = full fine-tuning); paper-scale recipe: 64")
+    lora_alpha: int = option(128, "LoRA alpha")
+    lora_dropout: float = option(0.05, "LoRA dropout")
+    lora_target_modules: str = option("q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "comma-separated module names LoRA adapts")
+    gradient_checkpointing: bool = option(False, "activation checkpointing in the policy (memory for compute)")
+    save_steps: int = option(0, "write output_dir/checkpoint-N every N steps (0 = none)")
+    resume: str = option("", "resume from 'latest' (newest checkpoint in output_dir) or a checkpoint path")
+    backend: str = option("hf", "rollout engine: hf | vllm (rlcore.rollout)")
+    tensor_parallel_size: int = option(1, "vLLM tensor-parallel size (backend vllm)")
+    gpu_memory_utilization: float = option(0.9, "vLLM GPU memory fraction (backend vllm)")
     seed: int = option(0, "seed")
-    device: str = option("auto", "cpu, cuda or auto")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
     dtype: str = option("auto", "auto, bf16, fp16 or fp32")
     save: bool = option(False, "save the final policy under output_dir/final")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.data:
-            raise ValueError("data is required (an EmotionCoT JSONL)")
+        if not self.input:
+            raise ValueError("--input is required (an EmotionCoT JSONL)")
         _positive(self, "steps", "prompts_per_step", "max_new_tokens", "temperature", "learning_rate")
         if self.group_size < 2:
             raise ValueError(f"group_size must be >= 2 for group-relative advantages, got {self.group_size}")
-        _nonneg(self, "epsilon", "beta")
+        if self.outcome_reward not in OUTCOME_REWARDS:
+            raise ValueError(f"outcome_reward must be one of {OUTCOME_REWARDS}, got {self.outcome_reward!r}")
+        _nonneg(self, "epsilon", "beta", "lora_r", "save_steps")
+        _check_engine(self)
 
 
 @dataclasses.dataclass
 class InferConfig:
     """``emotionthinker infer``: run the policy on EmotionCoT records, write completions + parsed labels."""
 
-    model: str = option("tiny", "'tiny' or a Qwen2.5-Omni/Qwen2-Audio path")
-    data: str = option("", "EmotionCoT JSONL")
+    model: str = option("builtin:tiny-audio", "'builtin:tiny-audio' or a Qwen2.5-Omni/Qwen2-Audio path")
+    input: str = option("", "EmotionCoT JSONL")
     audio_root: str = option("", "folder for relative audio_path values")
-    out: str = option("predictions.jsonl", "predictions JSONL")
+    output: str = option("predictions.jsonl", "predictions JSONL (streamed; a rerun skips records already there)")
     max_new_tokens: int = option(256, "completion cap (official inference: 2048)")
     temperature: float = option(0.0, "0 = greedy")
     batch_size: int = option(4, "clips per generate call")
     limit: int = option(0, "only the first N records (0 = all)")
+    backend: str = option("hf", "rollout engine: hf | vllm (rlcore.rollout)")
+    tensor_parallel_size: int = option(1, "vLLM tensor-parallel size (backend vllm)")
+    gpu_memory_utilization: float = option(0.9, "vLLM GPU memory fraction (backend vllm)")
     seed: int = option(0, "seed")
-    device: str = option("auto", "cpu, cuda or auto")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
     dtype: str = option("auto", "auto, bf16, fp16 or fp32")
 
     def __post_init__(self) -> None:
-        if not self.data:
-            raise ValueError("data is required (an EmotionCoT JSONL)")
+        if not self.input:
+            raise ValueError("--input is required (an EmotionCoT JSONL)")
         _positive(self, "max_new_tokens", "batch_size")
         _nonneg(self, "temperature", "limit")
+        _check_engine(self)
 
 
 @dataclasses.dataclass
 class EvalConfig:
-    """``emotionthinker eval``: accuracy, per-class recall, confusion matrix PNG and judge scores."""
+    """``emotionthinker eval``: accuracy, UA, soft-label agreement, per-class recall, confusion PNG, judge scores."""
 
-    predictions: str = option("", "predictions JSONL (emotion + completion or prediction per record)")
-    out_dir: str = option("eval", "folder for metrics.json and confusion_matrix.png")
+    input: str = option("", "predictions JSONL (emotion + completion or prediction per record)")
+    output_dir: str = option("eval", "folder for metrics.json and confusion_matrix.png")
     judge: str = option("prosody-rubric", "judge for reasoning scores ('' to skip)")
+    similarity_file: str = option("", "similarity matrix for soft-label agreement (default: built-in valence-arousal)")
 
     def __post_init__(self) -> None:
-        if not self.predictions:
-            raise ValueError("predictions is required")
+        if not self.input:
+            raise ValueError("--input is required (a predictions JSONL)")

@@ -48,7 +48,7 @@ def run_demo(quick: bool = False) -> dict[str, Any]:
         data = Path(tmp) / "cot.jsonl"
         data.write_text("".join(json.dumps(r) + "\n" for r in rows))
         steps = 2 if quick else 4
-        cfg = TrainConfig(data=str(data), output_dir=str(Path(tmp) / "run"), steps=steps, prompts_per_step=2,
+        cfg = TrainConfig(input=str(data), output_dir=str(Path(tmp) / "run"), steps=steps, prompts_per_step=2,
                           group_size=4, max_new_tokens=12, schedule="linear", t0=0, t1=steps, learning_rate=1e-3,
                           gate_uniform_groups=False)
         res = train_ptr(cfg, policy=tiny_audio_policy(), records=load_emotioncot(data))

@@ -1,4 +1,10 @@
-"""Emotion evaluation: accuracy, per-class recall (and their mean, UAR), confusion matrix, reasoning scores."""
+"""Emotion evaluation: accuracy, per-class recall, UA (their mean), soft-label agreement, confusion matrix.
+
+UA (unweighted accuracy, also called UAR) is the mean recall over the classes present in the ground truth, the
+usual SER metric on imbalanced corpora. Soft-label agreement is the mean similarity ``sim(pred, gold)`` under the
+valence-arousal similarity matrix (:mod:`emotionthinker.similarity`; an unparsed prediction counts 0): partial
+credit for near misses, the quantity the similarity-weighted outcome reward optimises.
+"""
 
 from __future__ import annotations
 
@@ -24,14 +30,22 @@ def compute_confusion(truth: Sequence[str], pred: Sequence[str | None]) -> np.nd
     return cm
 
 
-def compute_emotion_metrics(truth: Sequence[str], pred: Sequence[str | None]) -> dict[str, Any]:
-    """Accuracy, per-class recall (classes present in ``truth``), UAR (their mean), unparsed share, confusion.
+def compute_emotion_metrics(truth: Sequence[str], pred: Sequence[str | None], similarity=None) -> dict[str, Any]:
+    """Accuracy, per-class recall (classes present in ``truth``), UA (their mean), soft agreement, confusion.
+
+    Args:
+        truth: gold labels (of :data:`LABELS`).
+        pred: parsed predictions (``None`` = unparsed).
+        similarity: a :class:`~emotionthinker.similarity.SimilarityMatrix` (default: the valence-arousal one).
 
     Example:
         >>> m = compute_emotion_metrics(["sad", "sad", "happy"], ["sad", None, "sad"])
-        >>> round(m["accuracy"], 4), m["recall"], m["uar"]
-        (0.3333, {'happy': 0.0, 'sad': 0.5}, 0.25)
+        >>> round(m["accuracy"], 4), m["recall"], m["ua"], m["soft_agreement"]  # (1 + 0 + 0) / 3
+        (0.3333, {'happy': 0.0, 'sad': 0.5}, 0.25, 0.3333)
     """
+    from .similarity import load_similarity
+
+    sim = similarity if similarity is not None else load_similarity()
     if not truth:
         raise ValueError("no records to evaluate")
     cm = compute_confusion(truth, pred)
@@ -41,7 +55,9 @@ def compute_emotion_metrics(truth: Sequence[str], pred: Sequence[str | None]) ->
         "n": len(truth),
         "accuracy": float(np.trace(cm[:, : len(LABELS)]) / len(truth)),
         "recall": dict(sorted(recall.items())),
-        "uar": float(np.mean(list(recall.values()))),
+        "ua": float(np.mean(list(recall.values()))),
+        "soft_agreement": round(float(np.mean([sim(p, t) for t, p in zip(truth, pred, strict=True)])), 6),
+        "similarity": sim.source,
         "unparsed": float(cm[:, -1].sum() / len(truth)),
         "confusion": cm.tolist(),
         "labels": list(LABELS),

@@ -3,19 +3,21 @@
 Task format from the official ``scripts/emotionthinker_infer.py`` [R]: the R1 system prompt, a user turn with the
 audio then the question listing the nine options ("contempt or disgust" is ONE option). The wrapper drives any
 processor + model pair whose processor takes ``text=`` and ``audio=`` and whose model takes the processor's
-output in ``generate``/``forward``: Qwen2.5-Omni's thinker, Qwen2-Audio, and the tiny test model.
+output in ``forward``: Qwen2.5-Omni's thinker, Qwen2-Audio, and the tiny test model. Generation and scoring are
+rlcore's (``rlcore.rollout``); this module only renders and encodes prompts.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 __all__ = ["LABELS", "LABEL_ALIASES", "SYSTEM_PROMPT", "QUESTION", "normalize_label", "parse_answer", "build_messages",
-           "AudioTextPolicy", "load_policy"]
+           "AudioTextPolicy", "BUILTIN_TINY", "load_policy"]
 
 LABELS = ("neutral", "happy", "sad", "angry", "contempt or disgust", "confused", "whisper", "surprise", "fear")
 SYSTEM_PROMPT = (
@@ -71,11 +73,13 @@ def build_messages(audio: Any = None) -> list[dict[str, Any]]:
 
 
 class AudioTextPolicy:
-    """A transformers audio-text model + its processor, as a sampling policy with per-token log-probs.
+    """A transformers audio-text model + its processor: prompt rendering and encoding for ``rlcore.rollout``.
 
-    ``prompt_text`` renders the chat template (audio as the processor's audio placeholder); ``encode`` runs the
-    processor on texts + waveforms; ``generate`` samples; ``completion_logprobs`` scores completions given the
-    same audio (for the policy-gradient loss). The prompt ids are left-padded.
+    Sampling and log-prob scoring go through rlcore (``make_generator(policy.model, policy.tokenizer)`` /
+    ``score_continuations``): :meth:`encode` gives each clip's expanded prompt ids (the processor replaces the audio
+    placeholder by one ``<|AUDIO|>`` per audio frame) and the audio features as ``mm_inputs`` (first dimension =
+    clips), and :meth:`placeholder_token_ids` the ids that must never be sampled (a sampled ``<|AUDIO|>`` makes the
+    prompt+completion hold more audio tokens than there are audio features, and the loss pass fails).
     """
 
     def __init__(self, model, processor, sample_rate: int = 16000):
@@ -92,70 +96,48 @@ class AudioTextPolicy:
         """The rendered prompt (audio placeholder included), ending with the assistant header."""
         return self.processor.apply_chat_template(build_messages(None), add_generation_prompt=True, tokenize=False)
 
-    def encode(self, audios: Sequence[np.ndarray], texts: Sequence[str] | None = None) -> dict[str, Any]:
-        """Processor output for ``len(audios)`` prompts (same prompt text unless ``texts`` given), on the model device."""
-        texts = list(texts) if texts is not None else [self.prompt_text()] * len(audios)
-        self.tokenizer.padding_side = "left"
-        enc = self.processor(text=texts, audio=list(audios), sampling_rate=self.sample_rate, return_tensors="pt",
-                             padding=True)
-        return {k: v.to(self.device) for k, v in enc.items() if hasattr(v, "to")}
+    def encode(self, audios: Sequence[np.ndarray]) -> tuple[list[list[int]], dict[str, Any]]:
+        """``(prompt_ids, mm_inputs)`` for ``len(audios)`` clips: unpadded expanded ids and the audio features.
 
-    def generate(self, audios: Sequence[np.ndarray], max_new_tokens: int, temperature: float = 1.0,
-                 num_return_sequences: int = 1) -> tuple[dict[str, Any], Any, list[str]]:
-        """Sample ``num_return_sequences`` completions per clip (rows grouped per clip, contiguous).
-
-        Returns:
-            ``(inputs, completion_ids (B, T), texts)``: ``inputs`` the processor output repeated per sample,
-            ``completion_ids`` right-padded with pad after EOS, ``texts`` decoded without special tokens.
+        ``mm_inputs`` holds every processor output other than ``input_ids`` / ``attention_mask`` (Qwen2-Audio:
+        ``input_features (N, mels, frames)``, ``feature_attention_mask (N, frames)``), one row per clip.
         """
-        import torch
+        self.tokenizer.padding_side = "left"
+        enc = self.processor(text=[self.prompt_text()] * len(audios), audio=list(audios),
+                             sampling_rate=self.sample_rate, return_tensors="pt", padding=True)
+        ids = [row[m.bool()].tolist() for row, m in zip(enc["input_ids"], enc["attention_mask"], strict=True)]
+        mm = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask") and hasattr(v, "shape")}
+        return ids, mm
 
-        inputs = self.encode(audios)
-        if num_return_sequences > 1:
-            inputs = {k: v.repeat_interleave(num_return_sequences, dim=0) for k, v in inputs.items()}
-        kw: dict[str, Any] = {"do_sample": temperature > 0, "max_new_tokens": max_new_tokens,
-                              "pad_token_id": self.tokenizer.pad_token_id}
-        if temperature > 0:
-            kw |= {"temperature": temperature, "top_k": 0, "top_p": 1.0}
-        with torch.no_grad():
-            out = self.model.generate(**inputs, **kw)
-        seqs = out.sequences if hasattr(out, "sequences") else out
-        completion_ids = seqs[:, inputs["input_ids"].shape[1]:]  # (B, T)
-        completion_ids = _mask_after_eos(completion_ids, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)
-        texts = self.tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
-        return inputs, completion_ids, texts
-
-    def completion_logprobs(self, inputs: dict[str, Any], completion_ids, temperature: float = 1.0):
-        """Per-token log-probs ``(B, T)`` of ``completion_ids`` after the prompt in ``inputs`` (with grad)."""
-        import torch
-
-        prompt_len = inputs["input_ids"].shape[1]
-        ids = torch.cat([inputs["input_ids"], completion_ids], dim=1)  # (B, P+T)
-        mask = torch.cat([inputs["attention_mask"], torch.ones_like(completion_ids)], dim=1)
-        extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
-        logits = self.model(input_ids=ids, attention_mask=mask, **extra).logits  # (B, P+T, V)
-        logits = logits[:, prompt_len - 1:-1].float() / temperature  # (B, T, V)
-        return torch.log_softmax(logits, dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+    def placeholder_token_ids(self) -> list[int]:
+        """Media placeholder ids (audio/image/video tokens of the model config and tokenizer): never to be sampled."""
+        ids: set[int] = set()
+        cfg = getattr(self.model, "config", None)
+        for c in (cfg, getattr(cfg, "thinker_config", None)):
+            for name in ("audio_token_id", "audio_token_index", "image_token_id", "image_token_index",
+                         "video_token_id", "video_token_index"):
+                v = getattr(c, name, None) if c is not None else None
+                if isinstance(v, int) and v >= 0:
+                    ids.add(v)
+        vocab = self.tokenizer.get_vocab()
+        for tok in ("<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>", "<|IMAGE|>", "<|VIDEO|>", "<|vision_bos|>",
+                    "<|vision_eos|>"):
+            if tok in vocab:
+                ids.add(int(vocab[tok]))
+        return sorted(ids)
 
 
-def _mask_after_eos(ids, eos_id: int | None, pad_id: int | None):
-    """Replace every token after the first EOS with pad (generate may keep sampling in a batch)."""
-    import torch
-
-    if eos_id is None:
-        return ids
-    is_eos = ids == eos_id
-    after = (torch.cumsum(is_eos.int(), dim=1) - is_eos.int()) > 0  # strictly after the first EOS
-    return ids.masked_fill(after, pad_id if pad_id is not None else eos_id)
+BUILTIN_TINY = ("builtin:tiny-audio", "tiny")
 
 
 def load_policy(ref: str, device=None, dtype=None) -> AudioTextPolicy:
-    """``'tiny'`` -> the random tiny Qwen2-Audio; else a local/hub checkpoint of Qwen2.5-Omni or Qwen2-Audio.
+    """``builtin:tiny-audio`` (or ``tiny``) -> the random tiny Qwen2-Audio; else a Qwen2.5-Omni/Qwen2-Audio checkpoint.
 
     Qwen2.5-Omni loads only its thinker (text output; the talker is not needed for emotion reasoning).
 
     Raises:
-        ValueError: a checkpoint whose ``model_type`` is not supported (named).
+        ValueError: a local-looking path that does not exist ("no model at ./x"), or a checkpoint whose
+            ``model_type`` is not supported (named).
     """
     import transformers
     from rlcore.device import get_device, resolve_dtype
@@ -163,10 +145,12 @@ def load_policy(ref: str, device=None, dtype=None) -> AudioTextPolicy:
     from .tiny import tiny_audio_policy
 
     dev = get_device(device)
-    if ref == "tiny":
+    if ref in BUILTIN_TINY:
         policy = tiny_audio_policy()
         policy.model.to(dev)
         return policy
+    if ref.startswith((".", "/", "~")) and not Path(ref).expanduser().exists():
+        raise ValueError(f"no model at {ref}")
     cfg = transformers.AutoConfig.from_pretrained(ref)
     kw = {"dtype": resolve_dtype(dtype, dev)}
     if cfg.model_type == "qwen2_5_omni":

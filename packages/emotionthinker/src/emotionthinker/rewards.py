@@ -18,19 +18,48 @@ from .judge import Judge, check_judge_score, get_judge
 from .policy import normalize_label, parse_answer
 from .ptr import compute_judge_mask, compute_ptr_rewards, compute_ptr_weight
 
-__all__ = ["format_reward", "accuracy_reward", "PTRReasoningReward", "get_ptr_reasoning_reward"]
+__all__ = ["is_think_answer_format", "format_reward", "accuracy_reward", "PTRReasoningReward", "get_ptr_reasoning_reward"]
 
-_FORMAT = re.compile(r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$", re.DOTALL)
+def is_think_answer_format(text: str) -> bool:
+    r"""Whether ``text`` is ``<think>A</think>\s*<answer>B</answer>`` with whitespace around (any A, B).
+
+    The R1 regex ``^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$`` (DOTALL) backtracks quadratically on long
+    inputs; this is the same language decided in linear time: after stripping, the text opens with ``<think>``,
+    closes with ``</answer>``, and somewhere between them a ``</think>`` is followed (after optional whitespace)
+    by ``<answer>``. Whitespace runs after different ``</think>`` occurrences are disjoint, so the scan is linear.
+
+    Example:
+        >>> is_think_answer_format(" <think>a</think>\n<answer>b</answer> "), is_think_answer_format("<answer>b</answer>")
+        (True, False)
+    """
+    s = text.strip()
+    if not (s.startswith(_THINK) and s.endswith(_ANSWER_END)) or len(s) < len(_THINK) + len(_ANSWER_END):
+        return False
+    core = s[len(_THINK): len(s) - len(_ANSWER_END)]
+    i = core.find(_THINK_END)
+    while i >= 0:
+        j = i + len(_THINK_END)
+        while j < len(core) and core[j].isspace():
+            j += 1
+        if core.startswith(_ANSWER, j):
+            return True
+        i = core.find(_THINK_END, i + 1)
+    return False
+
+
+_THINK, _THINK_END, _ANSWER, _ANSWER_END = "<think>", "</think>", "<answer>", "</answer>"
 
 
 def format_reward(prompts: list, completions: list, **kwargs: Any) -> list[float | None]:
     """1.0 when the completion is exactly ``<think>...</think><answer>...</answer>`` (whitespace around), else 0.
 
+    Total and linear: any string (or chat message list) gives 0.0 or 1.0.
+
     Example:
         >>> format_reward(None, ["<think>low energy</think> <answer>sad</answer>", "sad"])
         [1.0, 0.0]
     """
-    return [1.0 if _FORMAT.match(completion_text(c)) else 0.0 for c in completions]
+    return [1.0 if is_think_answer_format(completion_text(c)) else 0.0 for c in completions]
 
 
 def accuracy_reward(prompts: list, completions: list, emotion: list[str], **kwargs: Any) -> list[float | None]:
