@@ -149,3 +149,18 @@ def test_python_m_entry_points():
     for mod in ("q_rag", "q_rag.cli"):
         r = subprocess.run([sys.executable, "-m", mod, "--help"], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0 and "retrieve" in r.stdout, r.stderr
+
+
+def test_retrieve_streams_and_rerun_skips_done(tmp_path, encoder_dir):
+    data = tmp_path / "d.jsonl"
+    runner.invoke(app, ["data", "--output", str(data), "--task", "single", "--n", "4", "--tokens", "60"])
+    args = ["retrieve", "--input", str(data), "--model", encoder_dir, "--max-steps", "2",
+            "--cache-dir", str(tmp_path / "c")]
+    full = tmp_path / "full.jsonl"
+    assert runner.invoke(app, [*args, "--output", str(full)]).exit_code == 0
+    lines = full.read_text().splitlines()
+    part = tmp_path / "part.jsonl"
+    part.write_text(lines[0] + "\n" + lines[1][:10])  # a run killed while writing its second record
+    r = runner.invoke(app, [*args, "--output", str(part)])
+    assert r.exit_code == 0 and "wrote 3 results" in " ".join(r.output.split()), r.output
+    assert part.read_text() == full.read_text()

@@ -66,6 +66,14 @@ def _load_model(cfg: IndexConfig):
     return load_q_function(cfg.model, cfg.device, base_model=cfg.base_model or None, **model_settings(cfg))
 
 
+def _check_unique_ids(path: str, samples) -> None:
+    seen: set[str] = set()
+    for s in samples:
+        if s.id in seen:
+            raise ValueError(f"{path}: duplicate sample id {s.id!r} (ids key the resumable output)")
+        seen.add(s.id)
+
+
 def _encode_kw(cfg: IndexConfig) -> dict:
     return dict(batch_size=cfg.batch_size, max_chunks=cfg.max_chunks, workers=cfg.encode_workers,
                 cache_max_gb=cfg.cache_max_gb)
@@ -86,25 +94,34 @@ def index_cmd(cfg: IndexConfig) -> None:
 
 @config_command(app, "retrieve", RetrieveConfig)
 def retrieve_cmd(cfg: RetrieveConfig) -> None:
-    """Greedy multi-step retrieval; one JSON line per question (ids, q-values, support-fact metrics)."""
-    from rlcore.io import write_jsonl
+    """Greedy multi-step retrieval; one JSON line per question (ids, q-values, support-fact metrics), streamed.
+
+    Each question's line is written when it is done; a rerun skips the ids already in --output.
+    """
+    from rlcore.cli import progress
+    from rlcore.io import ResumableJsonlWriter
 
     from .data import get_loader
     from .index import ChunkIndex, encode_chunks
     from .retriever import retrieve, support_fact_metrics
 
     samples = get_loader(cfg.data_format)(cfg.input)
+    _check_unique_ids(cfg.input, samples)
     qf = _load_model(cfg)
-    rows = []
-    for s in samples:
-        emb = encode_chunks(qf, s.chunks, cfg.cache_dir, **_encode_kw(cfg))
-        index = ChunkIndex(emb, qf.position, qf.rope_theta, cfg.search_backend, max_index_gb=cfg.max_index_gb,
-                           step_size=qf.step_size)
-        res = retrieve(qf, s, cfg.max_steps, cfg.sort_by_index, index=index)
-        rows.append({"id": s.id, "retrieved": res.ids, "qvalues": res.qvalues,
-                     **support_fact_metrics(res.ids, s.sf_idx)})
-    write_jsonl(cfg.output, rows)
-    console().print(f"wrote {len(rows)} results to {cfg.output}")
+    written = 0
+    with ResumableJsonlWriter(cfg.output) as out, progress() as bar:
+        task = bar.add_task("retrieving", total=len(samples))
+        for s in samples:
+            if s.id not in out:
+                emb = encode_chunks(qf, s.chunks, cfg.cache_dir, **_encode_kw(cfg))
+                index = ChunkIndex(emb, qf.position, qf.rope_theta, cfg.search_backend,
+                                   max_index_gb=cfg.max_index_gb, step_size=qf.step_size)
+                res = retrieve(qf, s, cfg.max_steps, cfg.sort_by_index, index=index)
+                out.write({"id": s.id, "retrieved": res.ids, "qvalues": res.qvalues,
+                           **support_fact_metrics(res.ids, s.sf_idx)})
+                written += 1
+            bar.advance(task)
+    console().print(f"wrote {written} results to {cfg.output} ({len(samples) - written} already there)")
 
 
 @config_command(app, "eval", EvalConfig)
@@ -117,17 +134,19 @@ def eval_cmd(cfg: EvalConfig) -> None:
 
     files = [f.strip() for f in cfg.input.split(",") if f.strip()]
     datasets = {f: get_loader(cfg.data_format)(f) for f in files}
+    for f, samples in datasets.items():
+        _check_unique_ids(f, samples)
     generator = None
     if cfg.reader_model:  # first: a missing backend fails before any model is loaded
         from .reader import make_reader
 
         generator = make_reader(cfg)
     qf = _load_model(cfg)
-    results = evaluate_by_length(qf, datasets, cfg.max_steps, cfg.sort_by_index, cfg.cache_dir, cfg.search_backend,
-                                 generator, cfg.max_new_tokens, cfg.qvalue_threshold, cfg.reader_task,
-                                 encode_kw=_encode_kw(cfg))
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    results = evaluate_by_length(qf, datasets, cfg.max_steps, cfg.sort_by_index, cfg.cache_dir, cfg.search_backend,
+                                 generator, cfg.max_new_tokens, cfg.qvalue_threshold, cfg.reader_task,
+                                 encode_kw=_encode_kw(cfg), records_path=out / "records.jsonl", show_progress=True)
     write_json(out / "metrics.json", results)
     plot_accuracy_vs_length(results, out / "accuracy_vs_length.png")
     print(json.dumps(results))
