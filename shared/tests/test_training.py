@@ -128,3 +128,24 @@ def test_run_and_kill(tmp_path):
     (tmp_path / "quick.py").write_text("import sys; sys.exit(3)\n")
     r = run_and_kill(["quick"], when=lambda: False, timeout=60, cwd=tmp_path)
     assert r.returncode == 3
+
+
+def test_trl_vllm_kwargs(monkeypatch, tmp_path):
+    from rlcore.training import make_grpo_config, trl_vllm_kwargs
+
+    assert trl_vllm_kwargs("hf") == {}
+    with pytest.raises(ValueError, match=r"unknown backend 'sglang'; choose from \['hf', 'vllm'\]"):
+        trl_vllm_kwargs("sglang")
+    with pytest.raises(ValueError, match="unknown vllm_mode 'remote'"):
+        trl_vllm_kwargs("vllm", vllm_mode="remote")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "vllm" else real(n, *a))
+    with pytest.raises(ValueError) as e:
+        trl_vllm_kwargs("vllm")
+    assert str(e.value) == "the vllm backend needs vLLM: pip install 'rlcore[vllm]'"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: object() if n == "vllm" else real(n, *a))
+    kw = trl_vllm_kwargs("vllm", "server", tensor_parallel_size=2, gpu_memory_utilization=0.3)
+    assert kw == {"use_vllm": True, "vllm_mode": "server", "vllm_tensor_parallel_size": 2,
+                  "vllm_gpu_memory_utilization": 0.3}
+    args = make_grpo_config(str(tmp_path), backend="hf", num_generations=2, per_device_train_batch_size=2)
+    assert args.use_vllm is False

@@ -159,10 +159,11 @@ def console():
 
 
 def fail(message: str, code: int = 2) -> typing.NoReturn:
-    """Print ``error: message`` in red on stderr and exit with ``code``."""
+    """Print ``error: message`` in red on stderr and exit with ``code``; ``message`` is shown verbatim (no markup)."""
     import typer
+    from rich.markup import escape
 
-    console().print(f"[bold red]error:[/] {message}", highlight=False)
+    console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -32,6 +32,8 @@ __all__ = [
     "run_and_kill",
     "CPU_LAUNCH_FLAGS",
     "CPU_LAUNCH_ENV",
+    "trl_vllm_kwargs",
+    "VLLM_MODES",
 ]
 
 ACCELERATE_CONFIGS = ("ddp", "zero2", "zero3", "fsdp")
@@ -107,11 +109,69 @@ def accelerate_config_path(name: str) -> str:
     return str(_CONFIG_DIR / f"{name}.yaml")
 
 
-def make_grpo_config(output_dir: str, **overrides: Any):
+def _backend_unavailable(message: str) -> ValueError:
+    """The engine's ``BackendUnavailableError`` (a ``ValueError``) wherever it is defined, else a ValueError."""
+    for mod in ("rlcore.backends", "rlcore.rollout"):
+        try:
+            cls = importlib.import_module(mod).BackendUnavailableError
+        except (ImportError, AttributeError):
+            continue
+        return cls(message)
+    return ValueError(message)
+
+
+VLLM_MODES = ("colocate", "server")
+_VLLM_MISSING = "the vllm backend needs vLLM: pip install 'rlcore[vllm]'"
+
+
+def trl_vllm_kwargs(
+    backend: str = "hf",
+    vllm_mode: str = "colocate",
+    tensor_parallel_size: int = 1,
+    gpu_memory_utilization: float = 0.9,
+) -> dict[str, Any]:
+    """``GRPOConfig`` keyword arguments for a package's ``--backend`` options (TRL's own vLLM integration).
+
+    ``backend="hf"`` -> ``{}`` (TRL generates with transformers); ``"vllm"`` -> ``use_vllm=True``, ``vllm_mode``
+    (``colocate``: in-process on the training GPUs; ``server``: a separate ``trl vllm-serve``),
+    ``vllm_tensor_parallel_size`` and ``vllm_gpu_memory_utilization``.
+
+    Raises:
+        ValueError: an unknown backend or vllm_mode (the valid names listed); ``BackendUnavailableError``
+            (a ``ValueError``, one line) when vLLM is not installed.
+
+    """
+    if backend == "hf":
+        return {}
+    if backend != "vllm":
+        raise ValueError(f"unknown backend {backend!r}; choose from ['hf', 'vllm']")
+    if vllm_mode not in VLLM_MODES:
+        raise ValueError(f"unknown vllm_mode {vllm_mode!r}; choose from {list(VLLM_MODES)}")
+    if importlib.util.find_spec("vllm") is None:
+        raise _backend_unavailable(_VLLM_MISSING)
+    return {
+        "use_vllm": True,
+        "vllm_mode": vllm_mode,
+        "vllm_tensor_parallel_size": int(tensor_parallel_size),
+        "vllm_gpu_memory_utilization": float(gpu_memory_utilization),
+    }
+
+
+def make_grpo_config(
+    output_dir: str,
+    *,
+    backend: str = "hf",
+    vllm_mode: str = "colocate",
+    tensor_parallel_size: int = 1,
+    gpu_memory_utilization: float = 0.9,
+    **overrides: Any,
+):
     """A ``trl.GRPOConfig`` with defaults that run anywhere, then ``overrides`` (GRPOConfig field names).
 
     Defaults: bf16 only where CUDA supports it, CPU when no GPU, no external loggers, no checkpoint saving unless
-    asked (``save_strategy``), ``logging_steps=1``. Unknown keys raise ``ValueError`` listing the bad names.
+    asked (``save_strategy``), ``logging_steps=1``. ``backend``/``vllm_mode``/``tensor_parallel_size``/
+    ``gpu_memory_utilization`` are the packages' backend options, mapped by :func:`trl_vllm_kwargs`.
+    Unknown keys raise ``ValueError`` listing the bad names.
     """
     import dataclasses
 
@@ -132,6 +192,7 @@ def make_grpo_config(output_dir: str, **overrides: Any):
         save_strategy="no",
         disable_tqdm=True,
     )
+    kw.update(trl_vllm_kwargs(backend, vllm_mode, tensor_parallel_size, gpu_memory_utilization))
     kw.update(overrides)
     return GRPOConfig(**kw)
 
