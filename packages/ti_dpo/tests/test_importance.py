@@ -118,3 +118,37 @@ def test_attribution_batched_equals_per_row():
     for b in range(2):
         one = compute_gradient_attribution(model, ids[b:b + 1], am[b:b + 1])
         torch.testing.assert_close(both[b:b + 1], one)
+
+
+def test_confidence_importance_selects_low_probability_tokens():
+    from ti_dpo.importance import compute_confidence_importance
+
+    # probabilities 0.9, 0.1, 0.5 (mean 0.5) on response labels, a masked 0.2: labels 1 and 2 are "low"
+    logps = torch.log(torch.tensor([[0.9, 0.1, 0.5, 0.2]]))
+    imp = compute_confidence_importance(logps, torch.tensor([[1, 1, 1, 0]]))
+    assert imp.tolist() == [[0.0, 0.0, 1.0, 1.0, 0.0]]  # shifted to input positions: label t -> position t+1
+    # uniform confidence: every response token selected (exactly uniform importance)
+    flat = compute_confidence_importance(torch.full((1, 5), math.log(1 / 384)), torch.tensor([[0, 1, 1, 1, 1]]))
+    assert flat.tolist() == [[0.0, 0.0, 1.0, 1.0, 1.0, 1.0]]
+    w, _ = compute_token_weights(flat, torch.tensor([[0, 0, 1, 1, 1, 1]]), lam=1.0)
+    assert w.tolist() == [[0.0, 0.0, 1.0, 1.0, 1.0, 1.0]]
+
+
+def test_random_importance_is_seeded_and_masked():
+    from ti_dpo.importance import compute_random_importance
+
+    mask = torch.tensor([[1, 1, 1, 0]])
+    a = compute_random_importance(mask, torch.Generator().manual_seed(3))
+    b = compute_random_importance(mask, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a[0, 3] == 0 and (a[0, :3] > 0).all() and (a[0, :3] < 1).all()
+
+
+def test_softmax_prior_hand_computed():
+    # I = [1, 3] -> I_norm = [0.25, 0.75], n * I_norm = [0.5, 1.5], softmax = [1, e] / (1 + e)
+    e = math.e
+    w, _ = compute_token_weights(torch.tensor([[1.0, 3.0]]), torch.tensor([[1, 1]]), lam=0.5, prior="softmax",
+                                 normalization="sum_one")
+    expected = 0.5 * torch.tensor([[0.25, 0.75]]) + 0.5 * torch.tensor([[1.0, e]]) / (1 + e)
+    torch.testing.assert_close(w, expected)
+    with pytest.raises(ValueError, match="prior"):
+        compute_token_weights(torch.ones(1, 2), torch.ones(1, 2), prior="laplace")

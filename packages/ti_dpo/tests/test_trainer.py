@@ -176,3 +176,77 @@ def test_conversational_pairs_train_and_evaluate(tmp_path):
     assert c != r
     m = evaluate_preferences(tr.model, _tok(), list(ds), ref_model=_lm(1))
     assert m["n"] == 4 and 0.0 <= m["reward_accuracy"] <= 1.0
+
+
+@pytest.mark.filterwarnings(TRL_GC_WARNING)
+def test_confidence_at_uniform_confidence_equals_trl_dpo_sigmoid(tmp_path):
+    """--importance confidence with λ=1: a policy whose every token has probability 1/V selects every token
+    (ConfPO's p <= mean rule), so the weights are exactly 1 and loss and gradients are DPO's."""
+    from ti_dpo.trainer import TIDPOConfig, TIDPOTrainer
+    from trl import DPOConfig, DPOTrainer
+
+    def flat_policy():
+        m = _lm(0)
+        with torch.no_grad():
+            m.get_output_embeddings().weight.zero_()  # logits 0 everywhere: uniform confidence
+        return m
+
+    tok = _tok()
+    ds = load_preference_pairs("tiny").select(range(4))
+    dpo = DPOTrainer(model=flat_policy(), ref_model=_lm(1), args=DPOConfig(output_dir=str(tmp_path / "a"), **COMMON),
+                     train_dataset=ds, processing_class=tok)
+    ti = TIDPOTrainer(model=flat_policy(), ref_model=_lm(1), processing_class=tok, train_dataset=ds,
+                      args=TIDPOConfig(output_dir=str(tmp_path / "b"), importance="confidence", ti_lambda=1.0,
+                                       alpha_kl=0.0, gamma=0.0, **COMMON))
+    batch = dpo.data_collator([dpo.train_dataset[i] for i in range(4)])
+    losses, grads = [], []
+    for tr in (dpo, ti):
+        tr.model.train()
+        tr.model.zero_grad()
+        loss = tr.compute_loss(tr.model, batch)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append({n: p.grad.clone() for n, p in tr.model.named_parameters() if p.grad is not None})
+    assert abs(losses[0].item() - 0.6931) > 1e-3
+    torch.testing.assert_close(losses[1], losses[0], atol=1e-5, rtol=0)
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for n in grads[0]:
+        torch.testing.assert_close(grads[1][n], grads[0][n], atol=1e-5, rtol=1e-5)
+    assert ti._metrics["train"]["weights/max"][-1] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_confidence_and_random_sources_train_and_differ_from_uniform(tmp_path):
+    ds = load_preference_pairs("tiny").select(range(4))
+    for source in ("confidence", "random"):
+        tr = _trainer(tmp_path / source, ds, ref_model=_lm(1), importance=source, max_steps=1, gamma=0.0,
+                      learning_rate=1e-3)
+        tr.train()
+        log = next(h for h in tr.state.log_history if "loss/dpo" in h)
+        assert log["weights/chosen_mean"] == pytest.approx(1.0) and log["weights/max"] > 1.05, source
+
+
+def test_importance_view_shows_the_weights_the_trainer_uses(tmp_path):
+    """`ti-dpo importance` tokenises like training (EOS appended) and weights like the trainer."""
+    from rlcore.builtins import load_model_and_tokenizer
+    from ti_dpo.visualize import token_importance
+
+    model, tok = load_model_and_tokenizer("builtin:tiny-reasoner", device="cpu", dtype="float32")
+    rec = {"prompt": "Question: Compute 2+3.\nAnswer: <think>", "chosen": "2+3=5.</think> \\boxed{5}",
+           "rejected": "2+3=6.</think> \\boxed{6}"}
+    for kw in (dict(), dict(importance="confidence"), dict(importance_span="sequence", prior_sigma_div=8.0,
+                                                           ti_lambda=0.2, prior="softmax")):
+        from ti_dpo.trainer import TIDPOConfig, TIDPOTrainer
+
+        tr = TIDPOTrainer(model=model, ref_model=copy.deepcopy(model), processing_class=tok,
+                          train_dataset=Dataset.from_list([rec]),
+                          args=TIDPOConfig(output_dir=str(tmp_path), **{**COMMON, "per_device_train_batch_size": 1,
+                                                                        "gamma": 0.0, **kw}))
+        batch = tr.data_collator([tr.train_dataset[0]])
+        trainer_w = tr.token_weights(tr.model, batch)[0]  # the chosen row
+        view = token_importance(model, tok, rec["prompt"], rec["chosen"], **{
+            "ti_lambda": tr.args.ti_lambda, "prior_sigma_div": tr.args.prior_sigma_div,
+            "importance_span": tr.args.importance_span, "importance": tr.args.importance, "prior": tr.args.prior})
+        n = len(view["weights"])
+        assert view["tokens"][-1] == tok.eos_token  # the EOS training appends is in the view
+        assert batch["attention_mask"][0].sum() == n
+        torch.testing.assert_close(torch.tensor(view["weights"]), trainer_w[:n].float(), atol=1e-5, rtol=1e-4)

@@ -18,12 +18,18 @@ def train(cfg: TrainConfig) -> None:
     import contextlib
     import sys
 
+    from rlcore.training import is_main_process
+
     from .runner import run_train
 
     with contextlib.redirect_stdout(sys.stderr):  # Trainer prints its logs; stdout carries only the summary
         metrics = run_train(cfg)
+    if not is_main_process():
+        return
     last = [h for h in metrics["log_history"] if "loss/dpo" in h]
-    summary = {"config": config_to_dict(cfg), "data": metrics["data"], "last_step": last[-1] if last else {}}
+    summary = {"config": config_to_dict(cfg), "world_size": metrics["world_size"],
+               "attribution": metrics["attribution"], "resumed_from": metrics["resumed_from"],
+               "data": metrics["data"], "last_step": last[-1] if last else {}}
     typer.echo(json.dumps(summary, indent=1))
 
 
@@ -33,19 +39,21 @@ def importance(cfg: ImportanceConfig) -> None:
     from pathlib import Path
 
     from rlcore.builtins import load_model_and_tokenizer
+    from rlcore.device import get_device
 
     from .visualize import render_html, render_png, render_terminal, token_importance
 
-    model, tok = load_model_and_tokenizer(cfg.model, dtype="float32")
+    model, tok = load_model_and_tokenizer(cfg.model, device=get_device(cfg.device), dtype="float32")
     view = token_importance(model, tok, cfg.prompt, cfg.response, cfg.ti_lambda, cfg.prior_sigma_div,
-                            cfg.weight_normalization, cfg.importance_span)
+                            cfg.weight_normalization, cfg.importance_span, cfg.importance, cfg.prior,
+                            cfg.max_length, cfg.seed)
     console().print(render_terminal(view))
     if cfg.html:
         Path(cfg.html).write_text(render_html(view), encoding="utf-8")
     if cfg.png:
         render_png(view, cfg.png)
-    if cfg.json_out:
-        Path(cfg.json_out).write_text(json.dumps(view, indent=1), encoding="utf-8")
+    if cfg.output:
+        Path(cfg.output).write_text(json.dumps(view, indent=1), encoding="utf-8")
     rows = [{"token": t, "weight": round(w, 4)} for t, w, m in
             zip(view["tokens"], view["weights"], view["response_mask"], strict=True) if m]
     typer.echo(json.dumps(rows))
@@ -67,3 +75,7 @@ def evaluate(cfg: EvalConfig) -> None:
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -14,8 +14,10 @@ from typing import Any
 
 __all__ = ["TINY_PAIRS", "load_preference_pairs", "filter_preference_pairs", "classify_pair"]
 
-#: The package's own tiny preference set (24 pairs: arithmetic and short facts), for tests and the demo.
+#: The package's own tiny preference set (24 pairs: arithmetic and short facts), for tests and the demo; split
+#: "train". Split "test" is 8 held-out pairs whose prompts appear nowhere in the train split.
 TINY_PAIRS = Path(__file__).resolve().parent / "assets" / "tiny_prefs.jsonl"
+TINY_TEST_PAIRS = Path(__file__).resolve().parent / "assets" / "tiny_prefs_test.jsonl"
 
 
 def _text(value: Any) -> str:
@@ -64,25 +66,32 @@ def filter_preference_pairs(dataset: Any, name: str = "train") -> tuple[Any, dic
 def load_preference_pairs(ref: str, split: str = "train") -> Any:
     """Load pairs as a ``datasets.Dataset``.
 
-    ``ref`` is ``"tiny"`` (the package's own set), ``builtin:<name>`` (rlcore assets: a ``.jsonl`` file, or a folder
-    holding ``<split>.jsonl``), a local ``.jsonl`` file, or an HF dataset name.
+    ``ref`` is ``"tiny"`` (the package's own set: split ``train`` or ``test``), ``builtin:<name>`` (rlcore assets:
+    a ``.jsonl`` file, or a folder holding ``<split>.jsonl``), a local ``.jsonl`` file (the split is ignored: the
+    file is the data), a local folder holding ``<split>.jsonl``, or an HF dataset name.
 
     Raises:
-        FileNotFoundError: a local path that does not exist.
+        FileNotFoundError: a local path that does not exist, or a folder without ``<split>.jsonl`` (never another
+            split's file in its place: evaluating on training pairs must not happen silently).
+        ValueError: ``tiny`` with a split other than train/test.
         rlcore.io.DataError: a JSONL record without prompt/chosen/rejected (names file and line).
     """
     from datasets import Dataset
     from rlcore.builtins import resolve
     from rlcore.io import read_jsonl
 
-    path = str(TINY_PAIRS) if ref == "tiny" else resolve(ref)
+    if ref == "tiny":
+        if split not in ("train", "test"):
+            raise ValueError(f"the tiny pairs have splits 'train' and 'test', got split {split!r}")
+        path = str(TINY_PAIRS if split == "train" else TINY_TEST_PAIRS)
+    else:
+        path = resolve(ref)
     p = Path(path)
     if p.is_dir():
-        candidates = [p / f"{split}.jsonl", *sorted(p.glob("*.jsonl"))]
-        found = [c for c in candidates if c.is_file()]
-        if not found:
-            raise FileNotFoundError(f"no {split}.jsonl (or any .jsonl) in {p}")
-        p = found[0]
+        if not (p / f"{split}.jsonl").is_file():
+            have = sorted(c.name for c in p.glob("*.jsonl"))
+            raise FileNotFoundError(f"no {split}.jsonl in {p} (split {split!r}); files there: {have}")
+        p = p / f"{split}.jsonl"
     if p.suffix == ".jsonl" or p.is_file():
         if not p.is_file():
             raise FileNotFoundError(f"preference file not found: {p}")

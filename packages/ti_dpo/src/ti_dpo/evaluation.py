@@ -34,25 +34,15 @@ def tokenize_pair(tokenizer: Any, record: dict[str, Any]) -> tuple[list[int], li
     return p[:k], full[0][k:], full[1][k:]
 
 
-@torch.no_grad()
 def completion_logps(model: Any, prompts: list[list[int]], completions: list[list[int]],
-                     batch_size: int = 8) -> list[torch.Tensor]:
-    """Per-token log-probs ``(len(c),)`` of each completion given its prompt (right-padded batches)."""
-    device = next(model.parameters()).device
-    out: list[torch.Tensor] = []
-    for s in range(0, len(prompts), batch_size):
-        seqs = [p + c for p, c in zip(prompts[s:s + batch_size], completions[s:s + batch_size], strict=True)]
-        T = max(len(x) for x in seqs)
-        ids = torch.zeros(len(seqs), T, dtype=torch.long, device=device)
-        mask = torch.zeros_like(ids)
-        for i, x in enumerate(seqs):
-            ids[i, :len(x)] = torch.tensor(x, device=device)
-            mask[i, :len(x)] = 1
-        logp = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float().log_softmax(-1)  # (b, T-1, V)
-        tok = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (b, T-1)
-        for i, (p, c) in enumerate(zip(prompts[s:s + batch_size], completions[s:s + batch_size], strict=True)):
-            out.append(tok[i, len(p) - 1:len(p) - 1 + len(c)].cpu())
-    return out
+                     batch_size: int = 8, pad_id: int = 0) -> list[torch.Tensor]:
+    """Per-token log-probs ``(len(c),)`` of each completion given its prompt.
+
+    Through rlcore's ``score_continuations`` (one forward per batch, selective log-softmax).
+    """
+    from rlcore.rollout import score_continuations
+
+    return score_continuations(model, prompts, completions, batch_size=batch_size, pad_id=pad_id)
 
 
 def evaluate_preferences(model: Any, tokenizer: Any, records: Any, ref_model: Any = None, beta: float = 0.1,
@@ -67,19 +57,20 @@ def evaluate_preferences(model: Any, tokenizer: Any, records: Any, ref_model: An
     if not triples:
         raise ValueError("evaluate_preferences needs at least one record")
     prompts = [t[0] for t in triples]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     was = model.training
     model.eval()
     try:
-        lc = completion_logps(model, prompts, [t[1] for t in triples], batch_size)
-        lr = completion_logps(model, prompts, [t[2] for t in triples], batch_size)
+        lc = completion_logps(model, prompts, [t[1] for t in triples], batch_size, pad)
+        lr = completion_logps(model, prompts, [t[2] for t in triples], batch_size, pad)
     finally:
         model.train(was)
     mean_c = torch.stack([x.mean() for x in lc])
     mean_r = torch.stack([x.mean() for x in lr])
     metrics = {"n": float(len(triples)), "likelihood_accuracy": (mean_c > mean_r).float().mean().item()}
     if ref_model is not None:
-        rc = completion_logps(ref_model, prompts, [t[1] for t in triples], batch_size)
-        rr = completion_logps(ref_model, prompts, [t[2] for t in triples], batch_size)
+        rc = completion_logps(ref_model, prompts, [t[1] for t in triples], batch_size, pad)
+        rr = completion_logps(ref_model, prompts, [t[2] for t in triples], batch_size, pad)
         chosen = beta * torch.stack([(a - b).sum() for a, b in zip(lc, rc, strict=True)])
         rejected = beta * torch.stack([(a - b).sum() for a, b in zip(lr, rr, strict=True)])
         metrics.update(reward_accuracy=(chosen > rejected).float().mean().item(),

@@ -15,13 +15,23 @@ __all__ = [
     "compute_gradient_attribution",
     "compute_gaussian_prior",
     "compute_token_weights",
+    "compute_confidence_importance",
+    "compute_random_importance",
     "last_valid_index",
     "NORMALIZATIONS",
     "WEIGHTINGS",
+    "IMPORTANCE_SOURCES",
+    "PRIORS",
 ]
 
 NORMALIZATIONS = ("mean_one", "sum_one")
 WEIGHTINGS = ("importance", "uniform")
+#: Where the importance I comes from: gradient attribution (paper Eq. 5-6), the policy's own confidence
+#: (ConfPO-style, no extra compute) or uniform noise (Table 2 "random-weight" ablation).
+IMPORTANCE_SOURCES = ("gradient", "confidence", "random")
+#: The distribution mixed with I: the Gaussian positional prior (Eq. 7) or a softmax over the importance
+#: (Table 2 "softmax-prior" ablation).
+PRIORS = ("gaussian", "softmax")
 
 
 def last_valid_index(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -68,6 +78,37 @@ def compute_gradient_attribution(model: Any, input_ids: torch.Tensor, attention_
     return grad.detach().float().abs().sum(dim=-1) * attention_mask.to(torch.float32)  # (B, T)
 
 
+def compute_confidence_importance(label_logps: torch.Tensor, label_mask: torch.Tensor) -> torch.Tensor:
+    r"""ConfPO-style importance from the policy's own confidence (Yoon et al., ICML 2025): low-probability tokens.
+
+    A token is preference-critical when its probability under the current policy is at most the mean token
+    probability of its sequence (ConfPO's threshold): :math:`I_t = 1[p_t \le \bar p]`. The log-probs are the ones the
+    DPO forward already computes, so this costs nothing extra. Uniform confidence selects every token (uniform I).
+
+    Args:
+        label_logps: ``(B, T-1)`` log-prob of label token t+1 (the trainer's shifted layout).
+        label_mask: ``(B, T-1)`` 0/1 response labels.
+
+    Returns:
+        ``(B, T)`` importance aligned with *input* positions (label t+1 -> position t+1; column 0 is 0), constants.
+
+    Example:
+        >>> compute_confidence_importance(torch.log(torch.tensor([[0.9, 0.1, 0.5, 0.2]])), torch.tensor([[1, 1, 1, 0]]))
+        tensor([[0., 0., 1., 1., 0.]])
+    """
+    m = label_mask.to(torch.float32)
+    p = label_logps.detach().float().exp() * m  # (B, T-1)
+    mean = p.sum(dim=1, keepdim=True) / m.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, 1)
+    low = (p <= mean * (1.0 + 1e-5)).float() * m  # relative tolerance: equal probabilities all count as "low"
+    return torch.nn.functional.pad(low, (1, 0))
+
+
+def compute_random_importance(attention_mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Table 2 "random-weight" ablation: I_t ~ U(0, 1) i.i.d. on real tokens (0 on padding), ``(B, T)``."""
+    u = torch.rand(attention_mask.shape, generator=generator, device="cpu").to(attention_mask.device)
+    return u * attention_mask.to(torch.float32)
+
+
 def _span_positions(span_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Position of each token within its span ``(B, T)`` (0-based, garbage outside) and span lengths ``(B,)``."""
     m = span_mask.to(torch.float32)
@@ -105,6 +146,7 @@ def compute_token_weights(
     sigma_div: float = 4.0,
     normalization: str = "mean_one",
     weighting: str = "importance",
+    prior: str = "gaussian",
 ) -> tuple[torch.Tensor, dict[str, float]]:
     r"""Token weights (Eq. 8): :math:`W = \lambda I_{norm} + (1-\lambda) P_{prior}`, then normalised.
 
@@ -112,7 +154,9 @@ def compute_token_weights(
     ``metrics["zero_importance_rows"]``). ``normalization="sum_one"`` keeps the paper's distribution
     (:math:`\sum_t W_t = 1`); ``"mean_one"`` (the release, our default) rescales by the span length ``n`` so the mean
     weight is 1 and uniform weights reduce the loss exactly to DPO. ``weighting="uniform"`` is the Table 2
-    "uniform-weight" ablation: every span token gets the same weight.
+    "uniform-weight" ablation: every span token gets the same weight. ``prior="softmax"`` (Table 2 "softmax-prior"
+    ablation; the paper does not define it further) replaces the Gaussian by :math:`\mathrm{softmax}(n I_{norm})`
+    over the span (the mean-one importance, so the scale of I does not matter).
 
     Args:
         importance: ``(B, T)`` non-negative attribution scores.
@@ -121,6 +165,7 @@ def compute_token_weights(
         sigma_div: σ = n / sigma_div for the prior (paper: 4).
         normalization: ``"mean_one"`` or ``"sum_one"``.
         weighting: ``"importance"`` or ``"uniform"``.
+        prior: ``"gaussian"`` (Eq. 7) or ``"softmax"``.
 
     Returns:
         ``(B, T)`` weights (0 outside the span; constants), and metrics.
@@ -134,6 +179,8 @@ def compute_token_weights(
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    if prior not in PRIORS:
+        raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lam (λ) must lie in [0, 1], got {lam}")
     mask = span_mask.to(torch.float32)  # (B, T)
@@ -144,10 +191,15 @@ def compute_token_weights(
     else:
         imp = importance.detach().to(torch.float32) * mask  # (B, T)
         total = imp.sum(dim=1, keepdim=True)  # (B, 1)
-        prior = compute_gaussian_prior(span_mask, sigma_div)  # (B, T)
+        gauss = compute_gaussian_prior(span_mask, sigma_div)  # (B, T)
         zero = (total <= 0) & (n > 0)  # (B, 1): no gradient signal -> prior alone
-        i_norm = torch.where(zero, prior, imp / total.clamp(min=1e-30))
-        w = lam * i_norm + (1.0 - lam) * prior
+        i_norm = torch.where(zero, gauss, imp / total.clamp(min=1e-30))
+        if prior == "softmax":
+            logits = (i_norm * n).masked_fill(mask == 0, float("-inf"))
+            p = torch.softmax(logits, dim=1).nan_to_num(0.0) * mask  # empty rows: 0
+        else:
+            p = gauss
+        w = lam * i_norm + (1.0 - lam) * p
         zero_rows = int(zero.sum())
     if normalization == "mean_one":
         w = w * n

@@ -12,7 +12,29 @@ from .config import EvalConfig, TrainConfig
 
 __all__ = ["build_trainer", "run_train", "run_eval"]
 
-_TI_FIELDS = ("beta", "gamma", "ti_lambda", "alpha_kl", "prior_sigma_div", "triplet_margin", "importance_span")
+_TI_FIELDS = ("beta", "gamma", "ti_lambda", "alpha_kl", "prior_sigma_div", "triplet_margin", "importance_span",
+              "weight_normalization", "token_weighting", "importance", "prior", "attribution",
+              "anchor_max_new_tokens", "anchor_reuse_steps", "learning_rate", "optim", "warmup_steps",
+              "max_grad_norm", "max_steps", "num_train_epochs", "per_device_train_batch_size",
+              "gradient_accumulation_steps", "max_length", "precompute_ref_log_probs", "logging_steps", "seed")
+
+
+def trainer_args(cfg: TrainConfig, device_type: str = "cpu", bf16: bool = False) -> Any:
+    """The :class:`TIDPOConfig` of a resolved :class:`TrainConfig` (every preset-controlled field already set)."""
+    from .trainer import TIDPOConfig
+
+    ckpt = cfg.activation_checkpointing
+    return TIDPOConfig(
+        **{k: getattr(cfg, k) for k in _TI_FIELDS},
+        output_dir=cfg.output_dir, anchor_backend=cfg.backend,
+        anchor_tensor_parallel_size=cfg.tensor_parallel_size,
+        anchor_gpu_memory_utilization=cfg.gpu_memory_utilization,
+        use_cpu=device_type == "cpu", bf16=bf16, report_to="none",
+        save_strategy="steps" if cfg.save_steps > 0 else "no", save_steps=cfg.save_steps or 500,
+        activation_checkpointing=ckpt != "off",
+        activation_checkpointing_kwargs={"use_reentrant": ckpt == "reentrant"} if ckpt != "off" else None,
+        dataset_num_proc=None,
+    )
 
 
 def build_trainer(cfg: TrainConfig, model: Any = None, tokenizer: Any = None, train_dataset: Any = None) -> Any:
@@ -22,27 +44,21 @@ def build_trainer(cfg: TrainConfig, model: Any = None, tokenizer: Any = None, tr
     from rlcore.device import get_device
 
     from .data import load_preference_pairs
-    from .trainer import TIDPOConfig, TIDPOTrainer
+    from .trainer import TIDPOTrainer
 
     device = get_device(cfg.device)
+    if cfg.backend == "vllm" and (cfg.gamma or 0) > 0:  # one line before anything heavy is loaded
+        import importlib.util
+
+        from .anchor import VLLM_MISSING
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ValueError(VLLM_MISSING)
     if train_dataset is None:  # before the model: a bad data path fails fast
-        train_dataset = load_preference_pairs(cfg.dataset, cfg.split)
+        train_dataset = load_preference_pairs(cfg.input, cfg.split)
     if model is None:
         model, tokenizer = load_model_and_tokenizer(cfg.model, device=device, dtype="float32")
-    ti = {k: getattr(cfg, k) for k in _TI_FIELDS if getattr(cfg, k) is not None}
-    args = TIDPOConfig.from_preset(
-        cfg.preset, **{
-            **ti,
-            "output_dir": cfg.output_dir, "weight_normalization": cfg.weight_normalization,
-            "token_weighting": cfg.token_weighting, "anchor_max_new_tokens": cfg.anchor_max_new_tokens,
-            "learning_rate": cfg.learning_rate, "max_steps": cfg.max_steps, "num_train_epochs": cfg.num_train_epochs,
-            "per_device_train_batch_size": cfg.per_device_train_batch_size,
-            "gradient_accumulation_steps": cfg.gradient_accumulation_steps, "max_length": cfg.max_length,
-            "precompute_ref_log_probs": cfg.precompute_ref_log_probs, "logging_steps": cfg.logging_steps,
-            "seed": cfg.seed, "use_cpu": device.type == "cpu", "bf16": device.type == "cuda" and
-            torch.cuda.is_bf16_supported(), "report_to": "none", "save_strategy": "no",
-            "activation_checkpointing": False, "dataset_num_proc": None,
-        })
+    args = trainer_args(cfg, device.type, device.type == "cuda" and torch.cuda.is_bf16_supported())
     peft_config, ref_model = None, None
     if cfg.lora_r > 0:
         from peft import LoraConfig
@@ -54,31 +70,71 @@ def build_trainer(cfg: TrainConfig, model: Any = None, tokenizer: Any = None, tr
                         processing_class=tokenizer, peft_config=peft_config)
 
 
+def resolve_resume(resume: str | None, output_dir: str) -> str | None:
+    """``None`` | ``"latest"`` (newest ``checkpoint-N`` in ``output_dir``, or ``None`` with a note) | a path.
+
+    Raises:
+        ValueError: a path that does not exist (named).
+    """
+    from pathlib import Path
+
+    if not resume:
+        return None
+    try:
+        from rlcore.checkpoint import resolve_resume as _resolve
+    except ImportError:
+        _resolve = None
+    if _resolve is not None:
+        found = _resolve(resume, output_dir)
+        return str(found) if found is not None else None
+    if resume == "latest":
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        if last is None:
+            from rlcore.cli import console
+
+            console().print(f"note: no checkpoint in {output_dir}; starting from scratch")
+        return last
+    if not Path(resume).is_dir():
+        raise ValueError(f"--resume: no checkpoint at {resume}")
+    return resume
+
+
 def run_train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train, save the model and ``train_metrics.json`` under ``cfg.output_dir``; return the metrics."""
+    """Train, save the model and ``train_metrics.json`` under ``cfg.output_dir``; return the metrics.
+
+    Only the main process writes; ``world_size`` is recorded. ``cfg.resume`` continues a ``checkpoint-N``.
+    """
     from pathlib import Path
 
     from rlcore.io import write_json
 
+    resume = resolve_resume(cfg.resume, cfg.output_dir)
     trainer = build_trainer(cfg)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(cfg.output_dir)
-    trainer.processing_class.save_pretrained(cfg.output_dir)
-    metrics = {"data": trainer.data_report, "log_history": trainer.state.log_history}
-    write_json(Path(cfg.output_dir) / "train_metrics.json", metrics)
+    metrics = {"data": trainer.data_report, "log_history": trainer.state.log_history,
+               "world_size": trainer.accelerator.num_processes, "attribution": trainer.attribution_mode,
+               "resumed_from": resume}
+    if trainer.accelerator.is_main_process:
+        trainer.processing_class.save_pretrained(cfg.output_dir)
+        write_json(Path(cfg.output_dir) / "train_metrics.json", metrics)
     return metrics
 
 
 def run_eval(cfg: EvalConfig) -> dict[str, float]:
     """Preference accuracy and margins of ``cfg.model`` (against ``cfg.ref_model`` when given)."""
     from rlcore.builtins import load_model_and_tokenizer
+    from rlcore.device import get_device
 
     from .data import filter_preference_pairs, load_preference_pairs
     from .evaluation import evaluate_preferences
 
-    model, tok = load_model_and_tokenizer(cfg.model, dtype="float32", padding_side="right")
-    ref = load_model_and_tokenizer(cfg.ref_model, dtype="float32")[0] if cfg.ref_model else None
-    ds, report = filter_preference_pairs(load_preference_pairs(cfg.dataset, cfg.split), name=cfg.dataset)
+    device = get_device(cfg.device)
+    ds, report = filter_preference_pairs(load_preference_pairs(cfg.input, cfg.split), name=cfg.input)
+    model, tok = load_model_and_tokenizer(cfg.model, device=device, dtype="float32", padding_side="right")
+    ref = load_model_and_tokenizer(cfg.ref_model, device=device, dtype="float32")[0] if cfg.ref_model else None
     if cfg.limit:
         ds = ds.select(range(min(cfg.limit, len(ds))))
     metrics = evaluate_preferences(model, tok, list(ds), ref_model=ref, beta=cfg.beta, batch_size=cfg.batch_size)

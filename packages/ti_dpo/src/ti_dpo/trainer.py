@@ -1,16 +1,23 @@
 """``TIDPOTrainer`` / ``TIDPOConfig``: TI-DPO on top of ``trl.DPOTrainer`` (trl 1.16).
 
-What differs from the parent: ``_compute_loss`` (token weights from gradient attribution + Gaussian prior, the
-weighted margin, the optional TDPO2 KL and the triplet term; per-term metrics), ``compute_ref_log_probs``
-(precomputed reference log-probs are stored *per token*, left-packed to ``max_length``, because the weighted margin
-needs them), and ``_prepare_dataset`` (drops and counts empty / identical pairs before tokenising). Everything else
-(data collation, PEFT and implicit reference via disabled adapters, accelerate/DeepSpeed wrapping, evaluation) is
-the parent's.
+What differs from the parent: ``_compute_loss`` (token weights from gradient attribution / policy confidence /
+noise + a prior, the weighted margin, the optional TDPO2 KL and the triplet term; per-term metrics),
+``compute_ref_log_probs`` (precomputed reference log-probs are stored *per token*, left-packed to ``max_length``,
+because the weighted margin needs them), ``_prepare_dataset`` (drops and counts empty / identical pairs before
+tokenising) and checkpointing of the anchor cache. Everything else (data collation, PEFT and implicit reference via
+disabled adapters, accelerate/DeepSpeed wrapping, evaluation, ``checkpoint-N`` saving and resuming) is the parent's.
+
+One step = (anchors sampled through rlcore's generator, no grad) -> one reference forward over
+[chosen; rejected; anchor] -> one policy forward over the same concatenated batch that also yields the
+attribution (``autograd.grad`` on its own graph), the per-token log-probs and the chunked TDPO2 KL
+(:mod:`ti_dpo.forward`) -> one backward.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,11 +30,21 @@ from trl import DPOConfig, DPOTrainer
 from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.utils import use_adapter
 
-from .anchor import sample_anchors, split_prompts
+from .anchor import ANCHOR_BACKENDS, make_anchor_generator, prompt_token_lists, sample_anchor_ids
+from .config import PRESETS
 from .data import filter_preference_pairs
-from .importance import NORMALIZATIONS, WEIGHTINGS, compute_gradient_attribution, compute_token_weights
+from .forward import TIHeadRequest, add_ti_head, has_active_dropout
+from .importance import (
+    IMPORTANCE_SOURCES,
+    NORMALIZATIONS,
+    PRIORS,
+    WEIGHTINGS,
+    compute_confidence_importance,
+    compute_gradient_attribution,
+    compute_random_importance,
+    compute_token_weights,
+)
 from .loss import (
-    compute_sequential_kl,
     compute_ti_dpo_loss,
     compute_triplet_loss,
     compute_weighted_margin,
@@ -39,30 +56,21 @@ __all__ = ["TIDPOConfig", "TIDPOTrainer", "PRESETS"]
 logger = get_logger(__name__)
 
 SPANS = ("response", "sequence")
-
-#: Named hyper-parameter sets. "paper": Table B13 (β 0.1, γ 0.1, λ 0.7, α 0.5) and Eq. 7 (σ = T/4).
-#: "release": the official code's ``config/loss/tidpo.yaml`` + ``config.yaml`` (gpt2-small / HH demo).
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": dict(beta=0.1, gamma=0.1, ti_lambda=0.7, alpha_kl=0.5, prior_sigma_div=4.0, importance_span="response"),
-    "release": dict(
-        beta=0.2, gamma=0.001, triplet_margin=0.001, ti_lambda=0.2, alpha_kl=0.5, prior_sigma_div=8.0,
-        importance_span="sequence", learning_rate=5e-6, optim="rmsprop", warmup_steps=150, max_grad_norm=10.0,
-        max_length=256, per_device_train_batch_size=1, gradient_accumulation_steps=2, num_train_epochs=1.0,
-    ),
-}
+ATTRIBUTION_MODES = ("auto", "fused", "separate")
+STATE_FILE = "ti_dpo_state.json"
 
 
 @dataclass
 class TIDPOConfig(DPOConfig):
     """``DPOConfig`` plus the TI-DPO knobs; defaults are the paper's (Table B13, Eq. 7).
 
-    Parameters that control the token weights: ``ti_lambda``, ``prior_sigma_div``, ``weight_normalization``,
-    ``importance_span``, ``token_weighting``. Parameters that control the loss: ``beta`` (parent, 0.1),
-    ``alpha_kl``, ``gamma``, ``triplet_margin``. Parameters that control the anchor: ``anchor_*``.
-    Use :meth:`from_preset` for the "paper" or "release" settings.
+    Parameters that control the token weights: ``importance`` (source), ``prior``, ``ti_lambda``,
+    ``prior_sigma_div``, ``weight_normalization``, ``importance_span``, ``token_weighting``, ``attribution``.
+    Parameters that control the loss: ``beta`` (parent, 0.1), ``alpha_kl``, ``gamma``, ``triplet_margin``.
+    Parameters that control the anchor: ``anchor_*``. Use :meth:`from_preset` for the "paper" or "release" settings.
     """
 
-    ti_lambda: float = field(default=0.7, metadata={"help": "λ mixing importance and Gaussian prior (Table B13)."})
+    ti_lambda: float = field(default=0.7, metadata={"help": "λ mixing importance and prior (Table B13)."})
     prior_sigma_div: float = field(default=4.0, metadata={"help": "Prior σ = span length / this (Eq. 7: 4; release 8)."})
     weight_normalization: str = field(
         default="mean_one",
@@ -75,6 +83,18 @@ class TIDPOConfig(DPOConfig):
     token_weighting: str = field(
         default="importance", metadata={"help": "'importance' (TI-DPO) or 'uniform' (Table 2 ablation)."}
     )
+    importance: str = field(
+        default="gradient",
+        metadata={"help": "Importance source: 'gradient' (Eq. 5-6), 'confidence' (ConfPO-style, from the DPO "
+                          "forward's own token probabilities) or 'random' (Table 2 ablation)."},
+    )
+    prior: str = field(default="gaussian", metadata={"help": "'gaussian' (Eq. 7) or 'softmax' (Table 2 ablation)."})
+    attribution: str = field(
+        default="auto",
+        metadata={"help": "'fused': attribution from the training forward's own graph; 'separate': an extra "
+                          "eval-mode forward (the release); 'auto': fused unless the model has active dropout or "
+                          "reentrant activation checkpointing is on."},
+    )
     alpha_kl: float = field(default=0.5, metadata={"help": "TDPO2 sequence-KL weight α (Table B13); 0 gives Eq. 12."})
     gamma: float = field(default=0.1, metadata={"help": "Triplet loss weight γ (Eq. 14, Table B13); 0 disables it."})
     triplet_margin: float = field(
@@ -84,6 +104,14 @@ class TIDPOConfig(DPOConfig):
     anchor_temperature: float = field(default=0.8, metadata={"help": "Anchor sampling temperature (release)."})
     anchor_top_k: int = field(default=50, metadata={"help": "Anchor top-k (release)."})
     anchor_top_p: float = field(default=0.95, metadata={"help": "Anchor top-p (release)."})
+    anchor_reuse_steps: int = field(
+        default=1,
+        metadata={"help": "A prompt's anchor is resampled once it is this many optimizer steps old (1: fresh at "
+                          "every use, the paper/release; 0: sampled once, then kept). Reuse pays off over epochs."},
+    )
+    anchor_backend: str = field(default="hf", metadata={"help": "Anchor generation backend: 'hf' or 'vllm'."})
+    anchor_tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM tensor-parallel size (anchors)."})
+    anchor_gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vLLM GPU memory fraction."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -93,10 +121,14 @@ class TIDPOConfig(DPOConfig):
             raise ValueError(f"prior_sigma_div must be > 0, got {self.prior_sigma_div}")
         for name, value, valid in (("weight_normalization", self.weight_normalization, NORMALIZATIONS),
                                    ("importance_span", self.importance_span, SPANS),
-                                   ("token_weighting", self.token_weighting, WEIGHTINGS)):
+                                   ("token_weighting", self.token_weighting, WEIGHTINGS),
+                                   ("importance", self.importance, IMPORTANCE_SOURCES),
+                                   ("prior", self.prior, PRIORS),
+                                   ("attribution", self.attribution, ATTRIBUTION_MODES),
+                                   ("anchor_backend", self.anchor_backend, ANCHOR_BACKENDS)):
             if value not in valid:
                 raise ValueError(f"{name} must be one of {valid}, got {value!r}")
-        for name in ("alpha_kl", "gamma", "triplet_margin"):
+        for name in ("alpha_kl", "gamma", "triplet_margin", "anchor_reuse_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.anchor_max_new_tokens < 1:
@@ -111,6 +143,12 @@ class TIDPOConfig(DPOConfig):
         if self.precompute_ref_log_probs and self.max_length is None:
             raise ValueError("precompute_ref_log_probs=True needs max_length (per-token reference log-probs are "
                              "stored padded to max_length)")
+
+    @property
+    def reentrant_checkpointing(self) -> bool:
+        """Whether activation checkpointing is on with ``use_reentrant=True`` (transformers 5 default: False)."""
+        kw = self.activation_checkpointing_kwargs or {}
+        return bool(self.activation_checkpointing) and bool(kw.get("use_reentrant", False))
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> TIDPOConfig:
@@ -137,9 +175,29 @@ class TIDPOTrainer(DPOTrainer):
         super().__init__(*args, **kwargs)
         if not isinstance(self.args, TIDPOConfig):
             raise TypeError(f"TIDPOTrainer needs a TIDPOConfig, got {type(self.args).__name__}")
-        if self.args.gamma > 0 and self.ref_model is None and not is_peft_model(self.model):
+        a = self.args
+        if a.gamma > 0 and self.ref_model is None and not is_peft_model(self.model):
             raise ValueError("the triplet term (gamma > 0) scores on-policy anchors under the reference model: pass "
                              "ref_model or a PEFT model when precompute_ref_log_probs=True, or set gamma=0")
+        base = self.model.get_base_model() if is_peft_model(self.model) else self.model
+        add_ti_head(base)
+        if self.ref_model is not None:
+            add_ti_head(self.ref_model)
+        if a.attribution == "fused" and a.reentrant_checkpointing:  # fail before training, not at step 1
+            raise ValueError("attribution='fused' takes autograd.grad on the training forward, which reentrant "
+                             "activation checkpointing forbids: use attribution='separate' (or 'auto'), or "
+                             "activation_checkpointing_kwargs={'use_reentrant': False}")
+        #: the attribution pass actually used ("fused" or "separate"), resolved once here
+        self.attribution_mode = a.attribution
+        if a.attribution == "auto":
+            fused_ok = not a.reentrant_checkpointing and not has_active_dropout(base)
+            self.attribution_mode = "fused" if fused_ok else "separate"
+        self._anchor_cache: dict[tuple[int, ...], tuple[int, list[int]]] = {}
+        self._anchor_generator = None
+        if a.gamma > 0 and a.anchor_backend != "hf":  # a missing vLLM is a one-line error before training
+            self._anchor_generator = make_anchor_generator(
+                base, self.processing_class, a.anchor_backend, a.anchor_tensor_parallel_size,
+                a.anchor_gpu_memory_utilization, a.seed)
 
     # ---- data -------------------------------------------------------------------------------------------------
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
@@ -162,6 +220,32 @@ class TIDPOTrainer(DPOTrainer):
                 logger.warning(f"{dataset_name} dataset: dropped pairs {report}")
         return dataset
 
+    # ---- checkpoints: the anchor cache is trainer state ------------------------------------------------------
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            path = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            state = {"anchor_cache": [[list(k), step, ids] for k, (step, ids) in self._anchor_cache.items()]}
+            with open(os.path.join(path, STATE_FILE), "w") as f:
+                json.dump(state, f)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
+        """``Trainer.train``; a resumed run also restores the anchor cache saved with the checkpoint."""
+        if resume_from_checkpoint:
+            path = resume_from_checkpoint
+            if path is True:
+                from transformers.trainer_utils import get_last_checkpoint
+
+                path = get_last_checkpoint(self.args.output_dir)
+            state_file = os.path.join(str(path), STATE_FILE) if path else ""
+            if state_file and os.path.isfile(state_file):
+                with open(state_file) as f:
+                    state = json.load(f)
+                self._anchor_cache = {tuple(k): (step, ids) for k, step, ids in state["anchor_cache"]}
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
     # ---- reference ----------------------------------------------------------------------------------------------
     def _ref_context(self):
         if self.ref_model is None and is_peft_model(self.model):
@@ -169,19 +253,26 @@ class TIDPOTrainer(DPOTrainer):
             return use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None)
         return contextlib.nullcontext()
 
-    def _ref_token_logps(self, input_ids, attention_mask, labels, full: bool):
-        """Reference log-probs of the labels ``(B, T-1)`` and, if ``full``, the log-softmax ``(B, T-1, V)``."""
+    def _ref_forward(self, input_ids, attention_mask, request: TIHeadRequest):
+        """A no-grad ``ti_head`` forward of the reference (separate model or adapter-disabled policy)."""
         model = self.ref_model if self.ref_model is not None else self.model
         with torch.no_grad(), _no_activation_checkpointing(self.accelerator.unwrap_model(self.model), self.args), \
                 self._ref_context():
-            return _token_logps(model, input_ids, attention_mask, labels, full)
+            return model(input_ids=input_ids, attention_mask=attention_mask, ti_head=request)
+
+    def _ref_head(self):
+        model = self.ref_model if self.ref_model is not None else self.accelerator.unwrap_model(self.model)
+        return model.get_output_embeddings()
 
     def compute_ref_log_probs(self, model, inputs):
         """Per-token reference log-probs of the response tokens, left-packed and padded to ``max_length``."""
         labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
+        unwrapped = self.accelerator.unwrap_model(model)  # called from the parent's __init__: patch here too
+        add_ti_head(unwrapped.get_base_model() if is_peft_model(unwrapped) else unwrapped)
         with torch.no_grad(), _no_activation_checkpointing(self.accelerator.unwrap_model(self.model), self.args), \
                 self._ref_context():
-            logps, _ = _token_logps(model, inputs["input_ids"], inputs["attention_mask"], labels, full=False)
+            logps = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                          ti_head=TIHeadRequest(labels=labels)).log_probs
         packed, _ = pack_left(logps, inputs["completion_mask"][:, 1:])  # (2B, L)
         packed = F.pad(packed, (0, self.args.max_length - packed.size(1)))  # (2B, max_length)
         return packed.chunk(2, dim=0)
@@ -193,88 +284,162 @@ class TIDPOTrainer(DPOTrainer):
         out = torch.zeros(shift_mask.shape, dtype=packed.dtype, device=packed.device)
         return out.masked_scatter(shift_mask.bool(), packed[keep])  # (2B, T-1)
 
-    # ---- loss ---------------------------------------------------------------------------------------------------
-    def _token_weights(self, model, input_ids, attention_mask, completion_mask):
+    # ---- anchors ------------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _generation_model(self, model):
+        """The policy unwrapped for generation (ZeRO-3 parameters gathered by TRL's helper under DeepSpeed)."""
+        if self.is_deepspeed_enabled:
+            with unwrap_model_for_generation(model, self.accelerator,
+                                             gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs) as m:
+                yield m.get_base_model() if is_peft_model(m) else m
+        else:  # PEFT: the base model holds the injected adapters and keeps HF's KV-cache signature
+            m = self.accelerator.unwrap_model(model)
+            yield m.get_base_model() if is_peft_model(m) else m
+
+    def _batch_seed(self, input_ids: torch.Tensor) -> int:
+        """A seed that depends on (seed, global step, batch contents): reproducible across resume and ranks."""
+        content = int(input_ids[:, : min(16, input_ids.size(1))].sum().item())
+        return (self.args.seed * 1_000_003 + self.state.global_step * 7_919 + content) % (2**62)
+
+    def _anchors(self, model, prompts: list[list[int]]) -> list[list[int]]:
+        """One anchor per prompt: sampled from the current policy, or reused from the cache (``anchor_reuse_steps``)."""
         a = self.args
-        span = completion_mask if a.importance_span == "response" else attention_mask
+        step = self.state.global_step
+        keys = [tuple(p) for p in prompts]
+
+        def stale(k):
+            if k not in self._anchor_cache:
+                return True
+            return a.anchor_reuse_steps > 0 and step - self._anchor_cache[k][0] >= a.anchor_reuse_steps
+
+        need = sorted({i for i, k in enumerate(keys) if stale(k)})
+        fresh: dict[int, list[int]] = {}
+        if need:
+            budget = a.anchor_max_new_tokens
+            if a.max_length is not None:
+                budget = min(budget, a.max_length - max(len(prompts[i]) for i in need))
+            with self._generation_model(model) as gen_model:
+                if self._anchor_generator is None:
+                    self._anchor_generator = make_anchor_generator(gen_model, self.processing_class, "hf")
+                seeds = [(a.seed * 1_000_003 + step * 7_919 + 31 * sum(prompts[i]) + len(prompts[i])) % (2**31)
+                         for i in need]  # (seed, step, prompt): independent of batch composition and rank
+                out = sample_anchor_ids(
+                    self._anchor_generator, gen_model, [prompts[i] for i in need], max(1, budget),
+                    a.anchor_temperature, a.anchor_top_k, a.anchor_top_p, self.processing_class.eos_token_id, seeds)
+            fresh = dict(zip(need, out, strict=True))
+        result = []
+        for i, k in enumerate(keys):
+            ids = fresh.get(i)
+            if ids is None:
+                ids = self._anchor_cache[k][1]
+            elif a.anchor_reuse_steps != 1:
+                self._anchor_cache[k] = (step, ids)
+            result.append(ids)
+        return result
+
+    # ---- loss ---------------------------------------------------------------------------------------------------
+    def token_weights(self, model, inputs, logps=None):
+        """Token weights ``(2B, T)`` of a collated batch, exactly as the loss computes them.
+
+        ``logps``: the policy's label log-probs ``(2B, T-1)`` for the 'confidence' source (computed if missing).
+        The gradient source uses the separate attribution pass here (equal to the fused one, see the tests).
+        """
+        a = self.args
+        ids, mask, comp = inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
+        if a.token_weighting == "importance" and a.importance == "confidence" and logps is None:
+            labels = ids.masked_fill(comp == 0, -100)
+            with torch.no_grad():
+                logps = model(input_ids=ids, attention_mask=mask, ti_head=TIHeadRequest(labels=labels)).log_probs
+        imp = None
+        if a.token_weighting == "importance" and a.importance == "gradient":
+            imp = compute_gradient_attribution(self.accelerator.unwrap_model(model), ids, mask)
+        return self._weights_from(imp, ids, mask, comp, logps)[0]
+
+    def _weights_from(self, importance, ids, mask, comp, logps):
+        a = self.args
+        span = comp if a.importance_span == "response" else mask
         if a.token_weighting == "uniform":
-            importance = torch.zeros(input_ids.shape, device=input_ids.device)
-        else:
-            importance = compute_gradient_attribution(self.accelerator.unwrap_model(model), input_ids, attention_mask)
+            importance = torch.zeros(ids.shape, device=ids.device)
+        elif a.importance == "confidence":
+            importance = compute_confidence_importance(logps, comp[:, 1:])
+        elif a.importance == "random":
+            g = torch.Generator().manual_seed(self._batch_seed(ids) + 1)
+            importance = compute_random_importance(mask, g)
         return compute_token_weights(importance, span, a.ti_lambda, a.prior_sigma_div, a.weight_normalization,
-                                     a.token_weighting)
+                                     a.token_weighting, a.prior)
 
     def _compute_loss(self, model, inputs, return_outputs):
         mode = "train" if self.model.training else "eval"
         a = self.args
         input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
         completion_mask = inputs["completion_mask"]
-        shift_mask = completion_mask[:, 1:]  # (2B, T-1): label t+1 is a response token
-        labels = input_ids.masked_fill(completion_mask == 0, -100)
+        n2 = input_ids.size(0)  # 2B: [chosen; rejected]
+        B = n2 // 2
+        triplet = a.gamma > 0
+        ids, mask, comp = input_ids, attention_mask, completion_mask
+        anchor_lens = None
+        if triplet:  # [chosen; rejected; anchor] in one batch, right-padded
+            prompts = prompt_token_lists(input_ids[:B], attention_mask[:B], completion_mask[:B])
+            anchors = self._anchors(model, prompts)
+            ids, mask, comp = _append_rows(input_ids, attention_mask, completion_mask, prompts, anchors,
+                                           self.processing_class.pad_token_id)
+            anchor_lens = torch.tensor([len(x) for x in anchors], dtype=torch.float32, device=ids.device)
+        shift_mask = comp[:, 1:]  # (R, T-1): label t+1 is a response token
+        labels = ids.masked_fill(comp == 0, -100)
+        kl_on = a.alpha_kl > 0
+        gradient = a.token_weighting == "importance" and a.importance == "gradient"
+        fused = gradient and self.attribution_mode == "fused"
 
-        weights, wmetrics = self._token_weights(model, input_ids, attention_mask, completion_mask)  # (2B, T)
-        shift_w = weights[:, 1:]  # the label token y_t gets the importance of its own input position
-        full = a.alpha_kl > 0
-        logps, logps_full = _token_logps(model, input_ids, attention_mask, labels, full)  # (2B, T-1)
+        importance = None
+        if gradient and not fused:  # the release's separate eval-mode pass (dropout off, no checkpointing)
+            importance = compute_gradient_attribution(self.accelerator.unwrap_model(model), ids[:n2], mask[:n2])
+
+        # reference: per-token log-probs (or, for the KL, its final hidden states: log-probs come with the KL)
+        ref_hidden = ref_logps = None
         if self.precompute_ref_logps:
-            ref_logps, ref_full = self._unpack_ref(inputs, shift_mask), None
+            ref_logps = torch.zeros(shift_mask.shape, device=ids.device)
+            ref_logps[:n2] = self._unpack_ref(inputs, shift_mask[:n2])
+            if triplet:
+                ref_logps[n2:] = self._ref_forward(ids[n2:], mask[n2:], TIHeadRequest(labels=labels[n2:])).log_probs
+        elif kl_on:
+            ref_hidden = self._ref_forward(ids, mask, TIHeadRequest(return_hidden=True)).hidden
         else:
-            ref_logps, ref_full = self._ref_token_logps(input_ids, attention_mask, labels, full)
-        logratios = (logps - ref_logps) * shift_mask  # (2B, T-1)
-        chosen_m, rejected_m = compute_weighted_margin(logratios, shift_w, shift_mask).chunk(2)  # (B,)
+            ref_logps = self._ref_forward(ids, mask, TIHeadRequest(labels=labels)).log_probs
+
+        out = model(input_ids=ids, attention_mask=mask, ti_head=TIHeadRequest(
+            labels=labels, attribution_rows=n2 if fused else 0, ref_hidden=ref_hidden,
+            ref_head=self._ref_head() if kl_on else None))
+        logps = out.log_probs  # (R, T-1)
+        if kl_on:
+            ref_logps = out.ref_log_probs
+        if fused:
+            importance = out.importance
+        weights, wmetrics = self._weights_from(importance, ids[:n2], mask[:n2], comp[:n2], logps[:n2])  # (2B, T)
+        shift_w = weights[:, 1:]  # the label token y_t gets the importance of its own input position
+        logratios = (logps - ref_logps) * shift_mask  # (R, T-1)
+        chosen_m, rejected_m = compute_weighted_margin(logratios[:n2], shift_w, shift_mask[:n2]).chunk(2)  # (B,)
         chosen_kl = rejected_kl = None
-        if full:
-            chosen_kl, rejected_kl = compute_sequential_kl(ref_full, logps_full, shift_mask).chunk(2)
+        if kl_on:
+            chosen_kl, rejected_kl = (out.kl[:n2] * shift_mask[:n2]).sum(dim=1).chunk(2)
         dpo_losses, _ = compute_ti_dpo_loss(chosen_m, rejected_m, a.beta, a.alpha_kl, chosen_kl, rejected_kl)
         loss = dpo_losses.mean()
         m = {"loss/dpo": dpo_losses.detach(), "rewards/chosen": a.beta * chosen_m.detach(),
              "rewards/rejected": a.beta * rejected_m.detach()}
-        if a.gamma > 0:
-            trip, tm = self._triplet(model, inputs, logratios, shift_mask)
+        if triplet:
+            d, d_mask = pack_left(logratios[n2:], shift_mask[n2:])  # (B, A)
+            b, b_mask = pack_left(logratios[:B], shift_mask[:B])
+            c, c_mask = pack_left(logratios[B:n2], shift_mask[B:n2])
+            trip, dist = compute_triplet_loss(d, d_mask, b, b_mask, c, c_mask, a.triplet_margin)
             loss = loss + a.gamma * trip.mean()
-            m.update({"loss/triplet": trip.detach(), **tm})
-        if full:
+            m.update({"loss/triplet": trip.detach(), "triplet/d_pos": dist["d_pos"].detach(),
+                      "triplet/d_neg": dist["d_neg"].detach(), "anchor/length": anchor_lens})
+        if kl_on:
             m.update({"kl/chosen": chosen_kl.detach(), "kl/rejected": rejected_kl.detach()})
-        self._log_metrics(mode, m, logratios, shift_mask, weights[:, 1:], wmetrics)
+        self._log_metrics(mode, m, logratios[:n2], shift_mask[:n2], shift_w, wmetrics)
         if return_outputs:  # as the parent: logits for compute_metrics, from an extra no-grad forward
             with torch.no_grad():
                 return loss, model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         return loss
-
-    @contextlib.contextmanager
-    def _generation_model(self, model):
-        """The policy unwrapped for ``generate`` (ZeRO-3 parameters gathered by TRL's helper under DeepSpeed)."""
-        if self.is_deepspeed_enabled:
-            with unwrap_model_for_generation(model, self.accelerator,
-                                             gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs) as m:
-                yield m
-        else:  # sample_anchors runs in eval mode, where HF models skip activation checkpointing
-            yield self.accelerator.unwrap_model(model)
-
-    def _triplet(self, model, inputs, logratios, shift_mask):
-        """Triplet term: sample an on-policy anchor for each prompt, score it, compare per-token log-ratios."""
-        a = self.args
-        B = inputs["input_ids"].size(0) // 2
-        pad = self._tokenizer.pad_token_id
-        prompt_ids, prompt_mask = split_prompts(inputs["input_ids"][:B], inputs["attention_mask"][:B],
-                                                inputs["completion_mask"][:B], pad)
-        budget = a.anchor_max_new_tokens if a.max_length is None else a.max_length - prompt_ids.size(1)
-        with self._generation_model(model) as gen_model:
-            anchor_ids, anchor_mask = sample_anchors(
-                gen_model, prompt_ids, prompt_mask, max(1, min(a.anchor_max_new_tokens, budget)),
-                a.anchor_temperature, a.anchor_top_k, a.anchor_top_p, self._tokenizer.eos_token_id, pad)
-        seq_mask = torch.cat([prompt_mask, anchor_mask], dim=1)  # (B, P+A), left-padded
-        seq, _ = pack_left(torch.cat([prompt_ids, anchor_ids], dim=1), seq_mask)  # right-padded for scoring
-        comp, new_mask = pack_left(torch.cat([torch.zeros_like(prompt_mask), anchor_mask], dim=1), seq_mask)
-        labels = seq.masked_fill(comp == 0, -100)
-        pol, _ = _token_logps(model, seq, new_mask, labels, full=False)
-        ref, _ = self._ref_token_logps(seq, new_mask, labels, full=False)
-        d, d_mask = pack_left(pol - ref, comp[:, 1:])  # (B, A')
-        b, b_mask = pack_left(logratios[:B], shift_mask[:B])
-        c, c_mask = pack_left(logratios[B:], shift_mask[B:])
-        loss, dist = compute_triplet_loss(d, d_mask, b, b_mask, c, c_mask, a.triplet_margin)
-        return loss, {"triplet/d_pos": dist["d_pos"].detach(), "triplet/d_neg": dist["d_neg"].detach(),
-                      "anchor/length": anchor_mask.sum(dim=1).float()}
 
     def _log_metrics(self, mode, m, logratios, shift_mask, shift_w, wmetrics):
         gather = self.accelerator.gather_for_metrics
@@ -288,7 +453,27 @@ class TIDPOTrainer(DPOTrainer):
         m["weights/max"] = (shift_w * shift_mask).amax(dim=1)
         for key, value in m.items():
             self._metrics[mode][key].append(gather(value.float()).mean().item())
-        self._metrics[mode]["weights/zero_importance_rows"].append(wmetrics["zero_importance_rows"])
+        zero = torch.tensor([wmetrics["zero_importance_rows"]], device=logratios.device)
+        self._metrics[mode]["weights/zero_importance_rows"].append(gather(zero).sum().item())
+
+
+def _append_rows(input_ids, attention_mask, completion_mask, prompts, anchors, pad_id):
+    """``[rows; prompt_i + anchor_i]``: the anchor rows appended to a right-padded batch (all padded to one width)."""
+    rows = [p + x for p, x in zip(prompts, anchors, strict=True)]
+    T = max(input_ids.size(1), max(len(r) for r in rows))
+    dev = input_ids.device
+    A = len(rows)
+    a_ids = torch.full((A, T), pad_id if pad_id is not None else 0, dtype=input_ids.dtype, device=dev)
+    a_mask = torch.zeros((A, T), dtype=attention_mask.dtype, device=dev)
+    a_comp = torch.zeros((A, T), dtype=completion_mask.dtype, device=dev)
+    for i, (p, x) in enumerate(zip(prompts, anchors, strict=True)):
+        a_ids[i, :len(p) + len(x)] = torch.tensor(p + x, dtype=input_ids.dtype)
+        a_mask[i, :len(p) + len(x)] = 1
+        a_comp[i, len(p):len(p) + len(x)] = 1
+    pad = T - input_ids.size(1)
+    ids = torch.cat([F.pad(input_ids, (0, pad), value=pad_id if pad_id is not None else 0), a_ids])
+    return ids, torch.cat([F.pad(attention_mask, (0, pad)), a_mask]), torch.cat([F.pad(completion_mask, (0, pad)),
+                                                                                a_comp])
 
 
 @contextlib.contextmanager
@@ -303,18 +488,3 @@ def _no_activation_checkpointing(model, args):
     finally:
         if was:
             base.activation_checkpointing_enable(args.activation_checkpointing_kwargs)
-
-
-def _token_logps(model, input_ids, attention_mask, labels, full: bool):
-    """Per-token log-probs of ``labels[:, 1:]`` ``(B, T-1)`` (0 where masked), plus the log-softmax if ``full``."""
-    T1 = input_ids.size(1) - 1
-    if not full:  # TRL's fused LM head: no (B, T, V) logits in memory
-        out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, labels=labels,
-                    fused_lm_head=True)
-        return out.log_probs[:, -T1:], None
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, -T1 - 1:-1]
-    logp_full = logits.float().log_softmax(dim=-1)  # (B, T-1, V)
-    target = labels[:, 1:]
-    mask = target != -100
-    logps = logp_full.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask  # (B, T-1)
-    return logps, logp_full

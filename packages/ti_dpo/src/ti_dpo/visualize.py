@@ -7,34 +7,51 @@ from typing import Any
 
 import torch
 
-from .importance import compute_gradient_attribution, compute_token_weights
+from .importance import (
+    compute_confidence_importance,
+    compute_gradient_attribution,
+    compute_random_importance,
+    compute_token_weights,
+)
 
 __all__ = ["token_importance", "render_terminal", "render_html", "render_png"]
 
 
 def token_importance(model: Any, tokenizer: Any, prompt: str, response: str, ti_lambda: float = 0.7,
                      prior_sigma_div: float = 4.0, weight_normalization: str = "mean_one",
-                     importance_span: str = "response") -> dict[str, Any]:
-    """Attribution scores and TI-DPO weights of each token of ``prompt + response``.
+                     importance_span: str = "response", importance: str = "gradient", prior: str = "gaussian",
+                     max_length: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """The TI-DPO weights the trainer gives ``response`` as the chosen answer to ``prompt``.
+
+    Tokenised exactly as training does (TRL's DPO rule, EOS appended to a plain-text response, truncated to
+    ``max_length``), then the same attribution / confidence and :func:`compute_token_weights` as the trainer.
+    (``importance="random"`` draws fresh noise from ``seed``; training draws per batch.)
 
     Returns:
         ``tokens`` (decoded strings), ``importance``, ``weights`` (0 outside the span) and ``response_mask``.
     """
-    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
-    ids = tokenizer(prompt + response, add_special_tokens=False)["input_ids"]
-    k = 0
-    while k < min(len(p_ids), len(ids)) and p_ids[k] == ids[k]:
-        k += 1
-    if k == len(ids):
-        raise ValueError("the response adds no token to the prompt")
+    from .evaluation import tokenize_pair
+
+    p_ids, c_ids, _ = tokenize_pair(tokenizer, {"prompt": prompt, "chosen": response, "rejected": response})
+    ids = (p_ids + c_ids)[:max_length] if max_length else p_ids + c_ids
+    if len(ids) <= len(p_ids):
+        raise ValueError("the response adds no token to the prompt (within max_length)")
     device = next(model.parameters()).device
     input_ids = torch.tensor([ids], device=device)  # (1, T)
     attention = torch.ones_like(input_ids)
     response_mask = torch.zeros_like(input_ids)
-    response_mask[0, k:] = 1
-    imp = compute_gradient_attribution(model, input_ids, attention)  # (1, T)
+    response_mask[0, len(p_ids):] = 1
+    if importance == "gradient":
+        imp = compute_gradient_attribution(model, input_ids, attention)  # (1, T)
+    elif importance == "confidence":
+        with torch.no_grad():
+            logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
+        logps = logits.log_softmax(-1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (1, T-1)
+        imp = compute_confidence_importance(logps, response_mask[:, 1:])
+    else:
+        imp = compute_random_importance(attention, torch.Generator().manual_seed(seed))
     span = response_mask if importance_span == "response" else attention
-    w, _ = compute_token_weights(imp, span, ti_lambda, prior_sigma_div, weight_normalization)
+    w, _ = compute_token_weights(imp, span, ti_lambda, prior_sigma_div, weight_normalization, "importance", prior)
     return {
         "tokens": [tokenizer.decode([i]) for i in ids],
         "importance": imp[0].tolist(),
