@@ -1,0 +1,103 @@
+"""E10 shared prefill: each distinct prompt is prefilled once and its KV cache expanded to its rows; the results
+equal the unshared path (fp32, 1e-5), for generation (dynamic and static cache, groups split across batches) and
+for score_continuations (pairs grouped by identical prompt ids)."""
+
+import pytest
+import torch
+from rlcore.rollout import HFGenerator, SamplingParams, score_continuations
+from rlcore.testing import tiny_causal_lm, tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    return tiny_causal_lm(tok)
+
+
+class CountingLM(torch.nn.Module):
+    """The tiny LM, recording the input shape of every forward call."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.config = inner, inner.config
+        self.shapes = []
+
+    @property
+    def device(self):
+        return self.inner.device
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None, use_cache=None, logits_to_keep=0):
+        self.shapes.append(tuple(input_ids.shape))
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+                          use_cache=use_cache, logits_to_keep=logits_to_keep)
+
+
+def _flat(out):
+    return [c for row in out for c in row]
+
+
+@pytest.mark.parametrize(("cache", "batch_size"), [("dynamic", None), ("dynamic", 4), ("static", 4)])
+def test_shared_prefill_equals_unshared(model, tok, cache, batch_size):
+    prompts = ["The quick brown fox jumps over", "<think>3+4", "Question: Which city"]
+    params = SamplingParams(max_new_tokens=6, n=3, temperature=0.8, top_k=40, stop_token_ids=[])
+    runs = {}
+    for share in (True, False):
+        lm = CountingLM(model)
+        g = HFGenerator(lm, tok, batch_size=batch_size, cache_implementation=cache, share_prefill=share)
+        runs[share] = (g.generate(prompts=prompts, params=params, seeds=[1, 2, 3]), lm.shapes)
+    (shared, s_shapes), (plain, p_shapes) = runs[True], runs[False]
+    for a, b in zip(_flat(shared), _flat(plain)):
+        assert a.token_ids == b.token_ids and a.prompt_index == b.prompt_index
+        torch.testing.assert_close(a.raw_logprobs, b.raw_logprobs, atol=1e-5, rtol=0)
+        torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
+    prefill_rows = lambda shapes: sum(b for b, t in shapes if t > 1)  # noqa: E731
+    # 9 rows; batches of 4 hold prompts {0,1} {1,2} {2}: 5 distinct-prompt prefills instead of 9
+    assert prefill_rows(p_shapes) == 9
+    assert prefill_rows(s_shapes) == (3 if batch_size is None else 5)
+
+
+def test_n16_prefills_the_prompt_once(model, tok):
+    lm = CountingLM(model)
+    pids = tok("The quick brown fox jumps over the lazy dog. " * 4).input_ids
+    out = HFGenerator(lm, tok).generate(prompt_ids=[pids], params=SamplingParams(max_new_tokens=3, n=16, seed=0))
+    assert len(out[0]) == 16
+    assert [s for s in lm.shapes if s[1] > 1] == [(1, len(pids))]  # one prefill row, then (16, 1) decode steps
+    assert all(s == (16, 1) for s in lm.shapes[1:])
+
+
+@pytest.mark.parametrize("batch_size", [None, 2])
+def test_score_continuations_shared_prompts_equal_unshared(model, tok, batch_size):
+    P = tok("Response A is more helpful than Response B because").input_ids
+    Q = tok("<think>First add").input_ids
+    ps = [P, P, Q, P, Q, P]
+    cs = [tok(" it").input_ids, tok(" it follows the user").input_ids, tok(" 3 and 4").input_ids, [],
+          tok(" closely.").input_ids, tok(" x").input_ids[:1]]
+    lm = CountingLM(model)
+    shared = score_continuations(lm, ps, cs, batch_size=batch_size)
+    shapes = list(lm.shapes)
+    plain = score_continuations(model, ps, cs, batch_size=batch_size, share_prompts=False)
+    for a, b, c in zip(shared, plain, cs):
+        assert a.shape == (len(c),)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    # and against one full forward per pair
+    for p, c, a in zip(ps, cs, shared):
+        if c:
+            with torch.no_grad():
+                logits = model(torch.tensor([p + c])).logits[0, len(p) - 1: -1]
+            ref = torch.log_softmax(logits, -1).gather(-1, torch.tensor(c)[:, None]).squeeze(-1)
+            torch.testing.assert_close(a, ref, atol=1e-5, rtol=0)
+    prompt_prefills = [s for s in shapes if s[1] in (len(P), len(Q), max(len(P), len(Q)))]
+    if batch_size is None:  # one batch: the two distinct prompts are prefilled once, together
+        assert prompt_prefills[0] == (2, max(len(P), len(Q)))
+    assert sum(b for b, _ in prompt_prefills) < len(ps)
+
+
+def test_score_continuations_grad_does_not_share(model, tok):
+    P = tok("The quick").input_ids
+    lm = CountingLM(model)
+    out = score_continuations(lm, [P, P], [tok(" brown").input_ids, tok(" fox").input_ids], grad=True)
+    assert lm.shapes[0][0] == 2 and all(o.requires_grad for o in out)
