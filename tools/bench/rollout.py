@@ -1,16 +1,26 @@
-"""Decode throughput of rlcore's HFGenerator against plain eager ``model.generate``, in the same run.
+"""Decode throughput of rlcore's generators against plain eager ``model.generate``, in the same run.
 
 Usage:
-    uv run python tools/bench/rollout.py                     # CPU: tiny shape, quick
+    uv run python tools/bench/rollout.py                     # CPU: small shape, quick
     uv run python tools/bench/rollout.py --shape qwen2.5-0.5b --device cuda --new-tokens 256 --batch-sizes 1 64
+    uv run python tools/bench/rollout.py --backend vllm --shape qwen2.5-0.5b --device cuda --batch-sizes 1 64
 
-Prints decode steps/s for each (method, batch) and the ratio ours / eager. Random-init weights (no hub access);
-EOS is disabled so every row decodes exactly ``--new-tokens`` tokens.
+Prints decode steps/s for each (method, batch) and the ratio ours / eager. Random-init weights from the shape's
+config (no hub access); EOS is disabled so every row decodes exactly ``--new-tokens`` tokens. ``--backend vllm``
+times vLLM itself (``vllm.LLM`` on the same random weights saved to a temp dir, token-id prompts, no detokenizing).
+On CUDA it also prints the fraction of the memory-bandwidth bound: (bytes of weights + KV cache read per decode
+step) / step time, over the card's peak bandwidth (``PEAK_BANDWIDTH``, keyed by device name).
+
+A second table times shared prefill (E10): ``--prefill-n`` samples of one ``--prefill-len``-token prompt, prefilled
+once and expanded vs prefilled once per sample (``HFGenerator(share_prefill=False)``). ``--json PATH`` writes
+every figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import tempfile
 import time
 
 import torch
@@ -22,9 +32,35 @@ SHAPES = {
     # Qwen2.5-0.5B: 24 layers, hidden 896, 14 heads / 2 KV heads, MLP 4864, vocab 151936, tied embeddings
     "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                          num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    # Qwen2.5-1.5B: 28 layers, hidden 1536, 12 heads / 2 KV heads, MLP 8960, vocab 151936, tied embeddings
+    "qwen2.5-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
     "small": dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
                   num_key_value_heads=2, vocab_size=32000, tie_word_embeddings=True),
 }
+
+# peak HBM/GDDR bandwidth in bytes/s by device-name substring (first match wins; vendor datasheets)
+PEAK_BANDWIDTH = [
+    ("GH200", 4.0e12), ("H200", 4.8e12), ("H100 NVL", 3.9e12), ("H100 PCIe", 2.0e12), ("H100", 3.35e12),
+    ("H800", 3.35e12), ("B200", 8.0e12), ("A100-SXM4-80GB", 2.039e12), ("A100 80GB PCIe", 1.935e12),
+    ("A100", 1.555e12), ("L40S", 0.864e12), ("L40", 0.864e12), ("L4", 0.3e12), ("A10G", 0.6e12), ("A10", 0.6e12),
+    ("RTX 4090", 1.008e12), ("RTX 3090", 0.936e12), ("V100", 0.9e12), ("T4", 0.32e12),
+]
+
+
+def peak_bandwidth(device_name: str) -> float | None:
+    """Peak memory bandwidth (bytes/s) of a device name such as "NVIDIA H100 80GB HBM3", or None if unknown."""
+    for key, bw in PEAK_BANDWIDTH:
+        if key in device_name:
+            return bw
+    return None
+
+
+def decode_bytes_per_step(cfg, n_params: int, dtype_bytes: int, batch: int, context: float) -> float:
+    """Bytes one decode step must read: every weight once + the K and V of ``context`` tokens for each row."""
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    kv = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * context * batch * dtype_bytes
+    return n_params * dtype_bytes + kv
 
 
 def sync(device):
@@ -53,28 +89,109 @@ def time_ours(gen, ids, new_tokens, device):
     return new_tokens / (time.perf_counter() - t)
 
 
+class VLLMTimer:
+    """vLLM on the same random weights (saved to a temp dir; no tokenizer: token-id prompts, no detokenizing)."""
+
+    def __init__(self, model, gpu_memory_utilization: float, max_len: int):
+        from vllm import LLM
+
+        self._dir = tempfile.TemporaryDirectory()
+        model.save_pretrained(self._dir.name)
+        self.llm = LLM(model=self._dir.name, skip_tokenizer_init=True, gpu_memory_utilization=gpu_memory_utilization,
+                       max_model_len=max_len, dtype=str(model.dtype).removeprefix("torch."), seed=0)
+
+    def __call__(self, ids, new_tokens, device):
+        from vllm import SamplingParams as VSP
+
+        reqs = [{"prompt_token_ids": row} for row in ids.tolist()]
+        sp = VSP(max_tokens=new_tokens, min_tokens=new_tokens, ignore_eos=True, detokenize=False, temperature=1.0)
+        self.llm.generate(reqs, VSP(max_tokens=2, ignore_eos=True, detokenize=False), use_tqdm=False)  # warm
+        t = time.perf_counter()
+        self.llm.generate(reqs, sp, use_tqdm=False)
+        return new_tokens / (time.perf_counter() - t)
+
+
+def bench_shared_prefill(model, args, device) -> dict:
+    """n samples of one long prompt: shared prefill (expand the KV) vs one prefill per sample."""
+    g = torch.Generator().manual_seed(1)
+    prompt = torch.randint(1, model.config.vocab_size, (args.prefill_len,), generator=g).tolist()
+    params = SamplingParams(max_new_tokens=args.prefill_new_tokens, n=args.prefill_n, stop_token_ids=[])
+    out = {}
+    for share in (True, False):
+        gen = HFGenerator(model, share_prefill=share, cache_implementation="dynamic", compile=False)
+        gen.generate(prompt_ids=[prompt[:16]], params=SamplingParams(max_new_tokens=2, n=2, stop_token_ids=[]))
+        sync(device)
+        t = time.perf_counter()
+        gen.generate(prompt_ids=[prompt], params=params, seeds=[0])
+        sync(device)
+        out["shared_s" if share else "unshared_s"] = time.perf_counter() - t
+    out["speedup"] = out["unshared_s"] / out["shared_s"]
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", choices=sorted(SHAPES), default="small")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="rlcore HFGenerator or vLLM itself")
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--prompt-len", type=int, default=64)
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
+    ap.add_argument("--gpu-memory-utilization", type=float, default=0.5, help="vllm backend")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    ap.add_argument("--prefill-len", type=int, default=1024, help="shared-prefill table: prompt tokens")
+    ap.add_argument("--prefill-n", type=int, default=16, help="shared-prefill table: samples of the prompt")
+    ap.add_argument("--prefill-new-tokens", type=int, default=4, help="shared-prefill table: tokens per sample")
+    ap.add_argument("--skip-prefill", action="store_true", help="skip the shared-prefill table")
+    ap.add_argument("--skip-decode", action="store_true", help="skip the decode table")
+    ap.add_argument("--json", default="", help="also write every figure to this file")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = get_device(args.device)
     dtype = get_dtype(device)
     torch.manual_seed(0)
-    cfg = Qwen2Config(max_position_embeddings=args.prompt_len + args.new_tokens + 8, **SHAPES[args.shape])
+    max_len = max(args.prompt_len + args.new_tokens, args.prefill_len + args.prefill_new_tokens) + 8
+    cfg = Qwen2Config(max_position_embeddings=max_len, **SHAPES[args.shape])
     model = Qwen2ForCausalLM(cfg).to(device=device, dtype=dtype).eval()
-    gen = HFGenerator(model)
-    print(f"device={device} dtype={dtype} shape={args.shape} new_tokens={args.new_tokens} "
-          f"static_cache={gen.static} compile={gen.compile}")
-    print(f"{'batch':>5} {'eager steps/s':>14} {'rlcore steps/s':>15} {'ratio':>7}")
-    for bs in args.batch_sizes:
-        ids = torch.randint(1, cfg.vocab_size, (bs, args.prompt_len), device=device)
-        eager = time_eager(model, ids, args.new_tokens, device)
-        ours = time_ours(gen, ids, args.new_tokens, device)
-        print(f"{bs:>5} {eager:>14.1f} {ours:>15.1f} {ours / eager:>7.2f}x")
+    n_params = sum(p.numel() for p in model.parameters())
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    peak = peak_bandwidth(name) if device.type == "cuda" else None
+    report = dict(device=name, dtype=str(dtype), shape=args.shape, backend=args.backend, params=n_params,
+                  new_tokens=args.new_tokens, prompt_len=args.prompt_len, peak_bandwidth=peak, decode=[])
+    if not args.skip_decode:
+        if args.backend == "vllm":
+            ours_fn = VLLMTimer(model, args.gpu_memory_utilization, max_len)
+            label = "vllm"
+        else:
+            gen = HFGenerator(model)
+            ours_fn = lambda ids, n, dev: time_ours(gen, ids, n, dev)  # noqa: E731
+            label = f"rlcore(static={gen.static},compile={gen.compile})"
+        print(f"device={name} dtype={dtype} shape={args.shape} params={n_params / 1e6:.1f}M "
+              f"new_tokens={args.new_tokens} ours={label}")
+        print(f"{'batch':>5} {'eager steps/s':>14} {'ours steps/s':>13} {'ratio':>7} {'GB/s':>8} {'of peak':>8}")
+        for bs in args.batch_sizes:
+            ids = torch.randint(1, cfg.vocab_size, (bs, args.prompt_len), device=device)
+            eager = time_eager(model, ids, args.new_tokens, device)
+            ours = ours_fn(ids, args.new_tokens, device)
+            nbytes = decode_bytes_per_step(cfg, n_params, torch.finfo(dtype).bits // 8, bs,
+                                           args.prompt_len + args.new_tokens / 2)
+            bw = nbytes * ours
+            frac = bw / peak if peak else None
+            report["decode"].append(dict(batch=bs, eager_steps_s=eager, ours_steps_s=ours, ratio=ours / eager,
+                                         bytes_per_step=nbytes, achieved_bw=bw, bw_fraction=frac))
+            print(f"{bs:>5} {eager:>14.1f} {ours:>13.1f} {ours / eager:>6.2f}x {bw / 1e9:>8.1f} "
+                  f"{'' if frac is None else f'{frac:.2f}':>8}")
+    if not args.skip_prefill:
+        sp = bench_shared_prefill(model, args, device)
+        report["shared_prefill"] = dict(n=args.prefill_n, prompt_len=args.prefill_len,
+                                        new_tokens=args.prefill_new_tokens, **sp)
+        print(f"shared prefill: n={args.prefill_n} samples of a {args.prefill_len}-token prompt, "
+              f"{args.prefill_new_tokens} new tokens: shared {sp['shared_s']:.2f}s, unshared {sp['unshared_s']:.2f}s, "
+              f"ratio {sp['speedup']:.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
 
 
 if __name__ == "__main__":
