@@ -84,7 +84,6 @@ def test_load_requests_validates_history(tmp_path):
 
 def test_load_hf_rows_from_saved_dataset(tmp_path):
     import datasets
-
     from p_genrm.data import load_hf_rows
 
     datasets.Dataset.from_list([row("a", "train", 0), row("a", "test", 1)]).save_to_disk(str(tmp_path / "ds"))

@@ -9,6 +9,7 @@ from p_genrm.scaling import (
     compute_individual_scores,
     decide,
     get_preset,
+    preset_pro_mode,
 )
 from p_genrm.scoring import GenRMScorer
 
@@ -47,8 +48,11 @@ def test_fused_scores_hand_computed_and_tie_rule():
 
 def test_presets():
     assert get_preset("ind8+pro4") == (8, 4) and get_preset("ind16+pro8") == (16, 8)
-    with pytest.raises(ValueError, match="ind16\\+pro8"):
-        get_preset("ind9")
+    assert get_preset("ind9") == (9, 0) and get_preset("ind2+cpro2") == (2, 2)
+    assert preset_pro_mode("ind2+cpro2") == "cached" and preset_pro_mode("ind8+pro4") == "neighbours"
+    for bad in ("ind0", "pro4", "ind2+pro", "ind2+xpro2", "ind16+pro8 "):
+        with pytest.raises(ValueError, match="ind16\\+pro8"):
+            get_preset(bad)
     assert set(PRESETS) >= {"ind1", "ind16", "ind32"}
 
 

@@ -31,8 +31,10 @@ def test_failed_parses_are_retried_then_reported(scripted):
     gen2 = scripted([bad] * 10)
     sc2 = GenRMScorer(gen2, max_retries=1)
     res2 = sc2.sample_chains([REQ], 2)[0]
-    assert [s.error for s in res2] == ["missing_part2", "missing_part2"]
-    assert sc2.stats.failures["missing_part2"] == 2 and sc2.stats.parsed == 0
+    assert [s.error for s in res2] == ["missing_markers", "missing_markers"]
+    assert sc2.stats.failures["missing_markers"] == 2 and sc2.stats.parsed == 0
+    sc3 = GenRMScorer(scripted([bad] * 10), max_retries=0, strict_arithmetic=True)
+    assert sc3.sample_chains([REQ], 1)[0][0].error == "missing_part2"
 
 
 def test_shuffle_is_undone(scripted):
@@ -73,3 +75,29 @@ def test_tiny_causal_lm_through_hf_generator():
     assert [len(r) for r in res] == [2, 2]
     assert all(s.parsed is None and s.scores is None for r in res for s in r)
     assert sum(sc.stats.failures.values()) == 4 and sc.stats.generate_calls == 2
+
+
+def test_system_prompt_folded_for_templates_without_a_system_turn():
+    from p_genrm.scoring import fit_messages, template_supports_system
+    from rlcore.builtins import resolve
+    from rlcore.testing import tiny_tokenizer
+    from transformers import AutoTokenizer
+
+    msgs = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+    tr = AutoTokenizer.from_pretrained(resolve("builtin:tiny-reasoner"))  # its template raises on "system"
+    assert not template_supports_system(tr) and template_supports_system(tiny_tokenizer())
+    assert fit_messages(msgs, tr) == [{"role": "user", "content": "S\n\nU"}]
+    assert render_prompt(msgs, tr) == "Question: S\n\nU\nAnswer: <think>"
+    assert fit_messages(msgs, tiny_tokenizer()) == msgs
+
+
+def test_fit_to_context_truncates_from_the_left_and_lowers_the_budget():
+    from p_genrm.scoring import fit_to_context
+
+    ids = [list(range(300)), [7] * 10]
+    out, budget, cut = fit_to_context(ids, 3072, 256)
+    # budget = max(256 - 300, min(3072, 256 // 4)) = 64; prompts keep their last 256 - 64 = 192 tokens
+    assert (budget, cut) == (64, 1) and out[0] == list(range(108, 300)) and out[1] == [7] * 10
+    assert fit_to_context(ids, 100, 512) == (ids, 100, 0)  # fits: unchanged
+    assert fit_to_context(ids, 100, None) == (ids, 100, 0)  # unknown context
+    assert fit_to_context([[1] * 100], 300, 256)[1:] == (156, 0)  # only the budget shrinks

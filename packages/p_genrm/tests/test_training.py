@@ -51,7 +51,7 @@ def write_pairs(tmp_path):
 def test_stage1_sft_two_steps(tmp_path, tiny_model):
     path = tmp_path / "teacher.jsonl"
     path.write_text("".join(json.dumps(teacher(0)) + "\n" for _ in range(4)))
-    cfg = TrainConfig(stage="sft", model=tiny_model, data=str(path), output_dir=str(tmp_path / "out"),
+    cfg = TrainConfig(stage="sft", model=tiny_model, input=str(path), output_dir=str(tmp_path / "out"),
                       max_steps=2, per_device_train_batch_size=2, learning_rate=1e-3, history_size=1)
     before = params_of(tiny_model)
     out = run_training(cfg, save=False)
@@ -62,7 +62,7 @@ def test_stage1_sft_two_steps(tmp_path, tiny_model):
 
 def test_stage2_grpo_two_steps_with_process_and_outcome(tmp_path, tiny_model):
     data, stated = write_pairs(tmp_path)
-    cfg = TrainConfig(stage="grpo", model=tiny_model, data=data, stated_prefs=stated, output_dir=str(tmp_path / "o"),
+    cfg = TrainConfig(stage="grpo", model=tiny_model, input=data, stated_prefs=stated, output_dir=str(tmp_path / "o"),
                       max_steps=2, per_device_train_batch_size=4, num_generations=4, max_completion_length=8,
                       learning_rate=1e-2, history_size=1)
     before = params_of(tiny_model)
@@ -76,7 +76,7 @@ def test_stage2_grpo_two_steps_with_process_and_outcome(tmp_path, tiny_model):
 @pytest.mark.slow  # same GRPO machinery as stage 2; kept out of the default run for the time budget
 def test_stage3_curriculum_orders_hard_negatives(tmp_path, tiny_model):
     data, _ = write_pairs(tmp_path)
-    cfg = TrainConfig(stage="curriculum", model=tiny_model, data=data, output_dir=str(tmp_path / "o"), max_steps=2,
+    cfg = TrainConfig(stage="curriculum", model=tiny_model, input=data, output_dir=str(tmp_path / "o"), max_steps=2,
                       per_device_train_batch_size=2, num_generations=2, max_completion_length=8, hard_fraction=0.5,
                       hn_start=0.0, hn_end=1.0, history_size=1)
     out = run_training(cfg, save=False)

@@ -6,9 +6,19 @@ from dataclasses import dataclass
 
 from rlcore.cli import option
 
-__all__ = ["GenerationConfig", "ScoreConfig", "PrototypeConfig", "EvalConfig", "TrainConfig", "STAGES"]
+try:  # API.md E9: shared help strings (fallback until rlcore exports them)
+    from rlcore.rollout import BACKEND_HELP
+except ImportError:  # pragma: no cover - older rlcore
+    BACKEND_HELP = {
+        "backend": "generation backend: hf (transformers) or vllm (needs rlcore[vllm])",
+        "tensor_parallel_size": "vLLM tensor-parallel GPUs",
+        "gpu_memory_utilization": "vLLM share of GPU memory for weights + KV cache",
+    }
+
+__all__ = ["GenerationConfig", "ScoreConfig", "PrototypeConfig", "EvalConfig", "TrainConfig", "STAGES", "INPUT_FORMATS"]
 
 STAGES = ("sft", "grpo", "curriculum")
+INPUT_FORMATS = ("auto", "personalrewardbench", "personalized-rewardbench")
 
 
 @dataclass
@@ -22,12 +32,23 @@ class GenerationConfig:
     max_retries: int = option(2, "re-sampling rounds for chains that fail to parse (never guessed)")
     gen_batch_size: int = option(0, "sequences decoded together by the HF generator (0 = all at once)")
     seed: int = option(42, "seed of shuffles, history samples and sampling (released: 42)")
-    device: str = option("", "torch device ('' = cuda when available, else cpu)")
+    device: str = option("auto", "torch device: auto (cuda when available), cpu, cuda, cuda:N")
     dtype: str = option("auto", "model dtype: auto, bf16, fp16 or fp32")
+    strict_arithmetic: bool = option(False, "ask for and parse our structured 'criteria' JSON and reject chains "
+                                     "whose weighted sums are off (default: released free-text format, lenient)")
+    backend: str = option("hf", BACKEND_HELP["backend"])
+    tensor_parallel_size: int = option(1, BACKEND_HELP["tensor_parallel_size"])
+    gpu_memory_utilization: float = option(0.9, BACKEND_HELP["gpu_memory_utilization"])
 
     def __post_init__(self) -> None:
         if not self.model:
             raise ValueError("model: must name a model")
+        if self.backend not in ("hf", "vllm"):
+            raise ValueError(f"backend: must be 'hf' or 'vllm', got {self.backend!r}")
+        if self.tensor_parallel_size < 1:
+            raise ValueError(f"tensor_parallel_size: must be >= 1, got {self.tensor_parallel_size}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization: must be in (0, 1], got {self.gpu_memory_utilization}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens: must be >= 1, got {self.max_new_tokens}")
         if self.temperature < 0:
@@ -61,7 +82,8 @@ class ScoreConfig(GenerationConfig, _ScalingFields):
 
     input: str = option("", "JSONL of requests: query, response_1, response_2, [history], [stated_criteria], [user_id]")
     output: str = option("scores.jsonl", "where to write one scored record per request")
-    preset: str = option("ind1", "scaling budget: ind1, ind8, ind16, ind32, ind8+pro4, ind16+pro8")
+    preset: str = option("ind1", "scaling budget indN[+proK | +cproK]: e.g. ind1, ind16, ind8+pro4, ind16+pro8 (paper), "
+                         "ind2+cpro2 (cached prototype criteria, 4 chains)")
 
     def __post_init__(self) -> None:
         GenerationConfig.__post_init__(self)
@@ -78,7 +100,7 @@ class ScoreConfig(GenerationConfig, _ScalingFields):
 class PrototypeConfig(GenerationConfig):
     """``p-genrm build-prototypes``: chains of training users -> K-means prototypes -> refinement -> index."""
 
-    data: str = option("", "PersonalRewardBench JSONL (user_id, split, context, chosen, rejected); train+val rows used")
+    input: str = option("", "PersonalRewardBench JSONL (user_id, split, context, chosen, rejected); train+val rows used")
     stated_prefs: str = option("", "optional PRISM survey JSONL (user_id, stated_prefs)")
     output_dir: str = option("prototypes", "directory for A_init/A/E/assign .npy, members.jsonl, meta.json")
     encoder: str = option("", "sentence-transformers model ('' = offline all-MiniLM-L6-v2; paper: Qwen3-Embedding-0.6B)")
@@ -96,8 +118,8 @@ class PrototypeConfig(GenerationConfig):
 
     def __post_init__(self) -> None:
         GenerationConfig.__post_init__(self)
-        if not self.data:
-            raise ValueError("data: a PersonalRewardBench JSONL file is required")
+        if not self.input:
+            raise ValueError("input: a PersonalRewardBench JSONL file is required")
         for name in ("num_prototypes", "history_size", "kmeans_iters", "kmeans_init", "refine_epochs",
                      "refine_batch_size"):
             if getattr(self, name) < (0 if name == "history_size" else 1):
@@ -110,9 +132,14 @@ class PrototypeConfig(GenerationConfig):
 class EvalConfig(GenerationConfig, _ScalingFields):
     """``p-genrm eval``: per-user pairwise accuracy on test rows, per scaling preset, mean and std over seeds."""
 
-    data: str = option("", "PersonalRewardBench JSONL; test rows are scored, train rows give the histories")
+    input: str = option("", "benchmark JSONL: PersonalRewardBench rows (test rows scored, train rows give histories) "
+                        "or Personalized RewardBench rows (see --input-format)")
+    input_format: str = option("auto", "auto, personalrewardbench (SynthesizeMe rows) or personalized-rewardbench "
+                               "(arXiv 2604.07343: question, profile, chosen, rejected)")
+    profile_size: int = option(8, "Personalized RewardBench: profile entries shown per query (most word overlap)")
+    profile_chars: int = option(600, "Personalized RewardBench: characters kept of each profile entry")
     stated_prefs: str = option("", "optional PRISM survey JSONL (user_id, stated_prefs)")
-    presets: list[str] = option(None, "scaling presets to evaluate", default_factory=lambda: ["ind1"])
+    presets: list[str] = option(None, "scaling budgets to evaluate (see score --preset)", default_factory=lambda: ["ind1"])
     seeds: list[int] = option(None, "evaluation seeds (paper: mean +- std over 3 runs)", default_factory=lambda: [42])
     history_size: int = option(6, "history pairs per test query (standard evaluation: 6)")
     output: str = option("", "write the metrics JSON here ('' = stdout only)")
@@ -122,8 +149,12 @@ class EvalConfig(GenerationConfig, _ScalingFields):
         self._check_scaling()
         from .scaling import get_preset
 
-        if not self.data:
-            raise ValueError("data: a PersonalRewardBench JSONL file is required")
+        if not self.input:
+            raise ValueError("input: a benchmark JSONL file is required")
+        if self.input_format not in INPUT_FORMATS:
+            raise ValueError(f"input_format: must be one of {INPUT_FORMATS}, got {self.input_format!r}")
+        if self.profile_size < 0 or self.profile_chars < 1:
+            raise ValueError("profile_size/profile_chars: must be >= 0 / >= 1")
         if not self.presets or not self.seeds:
             raise ValueError("presets/seeds: need at least one each")
         for p in self.presets:
@@ -139,7 +170,7 @@ class TrainConfig:
 
     stage: str = option("sft", "sft (PSI), grpo (CRE) or curriculum (hard-negative GRPO)")
     model: str = option("builtin:tiny-reasoner", "base model (paper: Llama-3.1-8B-Instruct)")
-    data: str = option("", "sft: teacher-chain JSONL; grpo/curriculum: PersonalRewardBench JSONL")
+    input: str = option("", "sft: teacher-chain JSONL; grpo/curriculum: PersonalRewardBench JSONL")
     stated_prefs: str = option("", "optional PRISM survey JSONL (user_id, stated_prefs) for the process reward")
     output_dir: str = option("runs/p_genrm", "checkpoint / log directory")
     history_size: int = option(6, "history pairs in each training prompt (standard evaluation: 6)")
@@ -156,12 +187,23 @@ class TrainConfig:
     hn_start: float = option(0.1, "hard-negative proportion of the first batches (curriculum; not disclosed)")
     hn_end: float = option(0.9, "hard-negative proportion of the last batches (curriculum; not disclosed)")
     seed: int = option(42, "seed")
+    strict_arithmetic: bool = option(False, "prompts ask for, and the outcome reward / PSI filter parse, our structured "
+                                     "'criteria' format (default: released free-text format)")
+    save_steps: int = option(0, "save a checkpoint-N every N optimizer steps (0 = only the final model)")
+    backend: str = option("hf", BACKEND_HELP["backend"] + " (grpo/curriculum: TRL's vLLM colocate mode)")
+    tensor_parallel_size: int = option(1, BACKEND_HELP["tensor_parallel_size"])
+    gpu_memory_utilization: float = option(0.9, BACKEND_HELP["gpu_memory_utilization"])
+    resume: str | None = option(None, "resume from 'latest' (newest checkpoint-N in --output-dir) or a checkpoint path")
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"stage: must be one of {STAGES}, got {self.stage!r}")
-        if not self.data:
-            raise ValueError("data: a training JSONL file is required")
+        if not self.input:
+            raise ValueError("input: a training JSONL file is required")
+        if self.save_steps < 0:
+            raise ValueError(f"save_steps: must be >= 0, got {self.save_steps}")
+        if self.backend not in ("hf", "vllm"):
+            raise ValueError(f"backend: must be 'hf' or 'vllm', got {self.backend!r}")
         if self.alpha < 0 or self.beta < 0 or self.alpha + self.beta == 0:
             raise ValueError("alpha/beta: must be >= 0 with a positive sum")
         for name in ("hard_fraction", "hn_start", "hn_end"):

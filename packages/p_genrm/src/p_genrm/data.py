@@ -9,6 +9,7 @@ preference history of a test query is a seeded random sample of the same user's 
 from __future__ import annotations
 
 import random
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,6 +32,12 @@ __all__ = [
     "sample_history",
     "make_request",
     "load_requests",
+    "PRB_FIELDS",
+    "select_profile",
+    "parse_personalized_row",
+    "load_personalized_rewardbench",
+    "detect_format",
+    "load_benchmark",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -47,6 +54,7 @@ class PreferenceRow:
     chosen: str
     rejected: str
     row_id: str
+    profile: tuple[str, ...] = ()
 
     def as_history(self) -> HistoryPair:
         """The row as a history pair (``User: context[0].content``, as in the released prompt)."""
@@ -180,7 +188,7 @@ def make_request(row: PreferenceRow, history: tuple[HistoryPair, ...], chosen_fi
     """A :class:`ScoreRequest` for ``row`` with the chosen response at position 1 iff ``chosen_first``."""
     r1, r2 = (row.chosen, row.rejected) if chosen_first else (row.rejected, row.chosen)
     return ScoreRequest(query=row.query, response_1=r1, response_2=r2, history=history,
-                        stated_criteria=stated_criteria, user_id=row.user_id)
+                        stated_criteria=stated_criteria, user_id=row.user_id, profile=row.profile)
 
 
 def load_requests(path: str | Path) -> list[ScoreRequest]:
@@ -203,3 +211,107 @@ def load_requests(path: str | Path) -> list[ScoreRequest]:
     if not out:
         raise DataError(f"{path}: no records")
     return out
+
+
+# ---------------------------------------------------------------- Personalized RewardBench (arXiv 2604.07343)
+PRB_FIELDS = ("id", "question", "profile", "chosen", "rejected")
+_WORDS = re.compile(r"\w+")
+
+
+def select_profile(question: str, entries: list[str], k: int, max_chars: int) -> tuple[str, ...]:
+    """The ``k`` profile entries sharing the most distinct words with ``question``.
+
+    Ties keep the original order; each entry is clipped to ``max_chars``; the result is in the original order.
+
+    Example:
+        >>> select_profile("best jazz albums", ["I cook pasta", "jazz piano albums I love", "albums"], 2, 10)
+        ('jazz piano', 'albums')
+    """
+    if k <= 0 or not entries:
+        return ()
+    q = set(_WORDS.findall(question.lower()))
+    scored = sorted(range(len(entries)), key=lambda i: (-len(q & set(_WORDS.findall(entries[i][:20_000].lower()))), i))
+    return tuple(entries[i][:max_chars].strip() for i in sorted(scored[:k]))
+
+
+def parse_personalized_row(rec: dict[str, Any], where: str, profile_size: int = 8,
+                           profile_chars: int = 600) -> PreferenceRow:
+    """One Personalized RewardBench record -> a test :class:`PreferenceRow` of its own user.
+
+    Used fields: ``id`` (the user/row id), ``question`` (the query), ``profile`` (list of ``{category, id, text}``
+    or strings: the user's past texts, shown as evidence), ``chosen``/``rejected`` (strings). Kept out of the
+    prompt: ``rubric_aspects`` and ``narrative`` (the rubric the pair was built from, i.e. the answer) and
+    ``category``.
+
+    Raises:
+        DataError: a missing field or a wrongly typed one (``where`` names file:line).
+    """
+    missing = [k for k in PRB_FIELDS if k not in rec]
+    if missing:
+        raise DataError(f"{where}: Personalized RewardBench record lacks field(s) {missing}")
+    prof = rec["profile"]
+    if not isinstance(prof, list):
+        raise DataError(f"{where}: 'profile' must be a list of {{category, id, text}} objects")
+    texts = []
+    for i, e in enumerate(prof):
+        t = e.get("text") if isinstance(e, dict) else e
+        if not isinstance(t, str):
+            raise DataError(f"{where}: profile[{i}] must be a string or an object with a string 'text'")
+        if t.strip():
+            texts.append(t)
+    question = _content(rec["question"], where, "question")
+    return PreferenceRow(
+        user_id=str(rec["id"]), split="test", query=question, first_turn=question,
+        chosen=_content(rec["chosen"], where, "chosen"), rejected=_content(rec["rejected"], where, "rejected"),
+        row_id=str(rec["id"]), profile=select_profile(question, texts, profile_size, profile_chars),
+    )
+
+
+def _records(path: str | Path):
+    p = Path(path)
+    if p.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        if not p.is_file():
+            raise FileNotFoundError(f"parquet file not found: {p}")
+        for i, rec in enumerate(pq.read_table(p).to_pylist(), 1):
+            yield f"{p}[{i}]", rec
+        return
+    for i, rec in enumerate(iter_jsonl(p), 1):
+        yield f"{p}:{i}", rec
+
+
+def load_personalized_rewardbench(path: str | Path, profile_size: int = 8,
+                                  profile_chars: int = 600) -> dict[str, UserData]:
+    """Personalized RewardBench rows (JSONL or the released parquet) -> one test-only user per record.
+
+    Raises:
+        DataError: a bad record (file:line named), a duplicated ``id``, or no records.
+    """
+    users: dict[str, UserData] = {}
+    for where, rec in _records(path):
+        row = parse_personalized_row(rec, where, profile_size, profile_chars)
+        if row.user_id in users:
+            raise DataError(f"{where}: duplicated id {row.user_id!r}")
+        users[row.user_id] = UserData(row.user_id, [], [], [row])
+    if not users:
+        raise DataError(f"{path}: no records")
+    return users
+
+
+def detect_format(path: str | Path) -> str:
+    """The file's format: ``personalized-rewardbench`` (``question`` + ``profile``) or ``personalrewardbench``."""
+    for _, rec in _records(path):
+        return "personalized-rewardbench" if {"question", "profile"} <= set(rec) else "personalrewardbench"
+    raise DataError(f"{path}: no records")
+
+
+def load_benchmark(path: str | Path, input_format: str = "auto", stated: dict[str, str] | None = None,
+                   profile_size: int = 8, profile_chars: int = 600) -> dict[str, UserData]:
+    """Users of either benchmark file (see :func:`detect_format`)."""
+    fmt = detect_format(path) if input_format == "auto" else input_format
+    if fmt == "personalized-rewardbench":
+        return load_personalized_rewardbench(path, profile_size, profile_chars)
+    if fmt != "personalrewardbench":
+        raise ValueError(f"input_format: unknown {input_format!r}")
+    return group_by_user(load_rows(path), stated)

@@ -35,7 +35,9 @@ __all__ = [
     "build_messages",
     "render_history",
     "parse_chain",
+    "try_parse_chain",
     "extract_analysis",
+    "render_released_chain",
     "render_chain",
     "compute_final_score",
     "shuffle_order",
@@ -49,6 +51,7 @@ JSON_END = "<JSON_END>"
 HISTORY_START = "[The Start of User's preference history]"
 HISTORY_END = "[The End of User's preference history]"
 PARSE_ERROR_REASONS = (
+    "not_text",
     "missing_part1",
     "missing_part2",
     "missing_markers",
@@ -61,7 +64,7 @@ PARSE_ERROR_REASONS = (
 )
 
 SYSTEM_PROMPT = """You are a personalized reward model. Judge two candidate responses the way THIS user would.
-Evidence about the user is given below: pairs of responses the user preferred (Chosen) or not (Rejected){criteria_note}.
+Evidence about the user is given below{evidence_note}.
 
 {history}{criteria}Write your evaluation in exactly two parts.
 
@@ -71,7 +74,16 @@ Evidence about the user is given below: pairs of responses the user preferred (C
 2. Personalized scoring model: derive the criteria that matter for this query, and say why each matters to this user.
 
 {part2}
-Output one JSON object between {js} and {je} with keys:
+{output_spec}"""
+
+# The released checkpoints' output (spec "Evaluation chain"): free-text rationale + final scores.
+RELEASED_OUTPUT_SPEC = """Output one JSON object between {js} and {je} with keys:
+- "rationale": A. Evaluation Criteria & Weights (percent weights summing to 100%); B. Scoring Breakdown: score each
+  response 1-10 on each criterion with a one-line justification, then Final Score = sum of weight x score;
+- "better_response": {{"response_1": final score, "response_2": final score}}."""
+
+# Our structured output (--strict-arithmetic): the criteria as JSON so the weighted sums can be checked.
+STRICT_OUTPUT_SPEC = """Output one JSON object between {js} and {je} with keys:
 - "criteria": a list of {{"name": str, "weight": percent, "response_1": score, "response_2": score}}; the weights
   sum to 100 and every score is between 1 and 10;
 - "better_response": {{"response_1": final score, "response_2": final score}} where each final score is
@@ -119,6 +131,8 @@ class ScoreRequest:
     history: tuple[HistoryPair, ...] = ()
     stated_criteria: str | None = None
     user_id: str | None = None
+    profile: tuple[str, ...] = ()  # the user's own past texts (Personalized RewardBench ``profile``), if any
+    prototype_criteria: str | None = None  # cached criteria of the user's nearest prototype (``+cproK`` budgets)
 
 
 @dataclass(frozen=True)
@@ -156,10 +170,19 @@ def render_history(history: tuple[HistoryPair, ...] | list[HistoryPair]) -> str:
     return f"{HISTORY_START}\n{body}{HISTORY_END}\n\n"
 
 
-def build_messages(request: ScoreRequest, order: tuple[int, int] = (0, 1)) -> list[dict[str, str]]:
+PROFILE_START = "[The Start of User's profile]"
+PROFILE_END = "[The End of User's profile]"
+PROTOTYPE_START = "[The Start of Similar users' analysis]"
+PROTOTYPE_END = "[The End of Similar users' analysis]"
+
+
+def build_messages(request: ScoreRequest, order: tuple[int, int] = (0, 1),
+                   strict_arithmetic: bool = False) -> list[dict[str, str]]:
     """Chat messages (system + user) for ``request`` with the responses displayed in ``order``.
 
-    ``order[j]`` is the original index (0 or 1) of the response displayed as "Response j+1".
+    ``order[j]`` is the original index (0 or 1) of the response displayed as "Response j+1". The output
+    instructions ask for the released format (free-text rationale + ``better_response``), or for our structured
+    ``criteria`` format when ``strict_arithmetic``.
 
     Raises:
         ValueError: ``order`` is not a permutation of (0, 1), or the query/responses are empty.
@@ -169,15 +192,27 @@ def build_messages(request: ScoreRequest, order: tuple[int, int] = (0, 1)) -> li
     for name in ("query", "response_1", "response_2"):
         if not str(getattr(request, name)).strip():
             raise ValueError(f"ScoreRequest.{name} is empty (user {request.user_id!r})")
-    history = render_history(request.history) if request.history else (
-        f"{HISTORY_START}\n(no preference history is available for this user)\n{HISTORY_END}\n\n"
-    )
+    if request.history:
+        history = render_history(request.history)
+    elif request.profile:
+        history = ""
+    else:
+        history = f"{HISTORY_START}\n(no preference history is available for this user)\n{HISTORY_END}\n\n"
+    if request.profile:
+        history += PROFILE_START + "\n" + "".join(f"- {t}\n" for t in request.profile) + PROFILE_END + "\n\n"
     criteria = ""
     if request.stated_criteria:
         criteria = f"[The Start of User's stated criteria]\n{request.stated_criteria}\n[The End of User's stated criteria]\n\n"
+    if request.prototype_criteria:
+        criteria += (f"{PROTOTYPE_START}\n{request.prototype_criteria}\n{PROTOTYPE_END}\n\n")
+    notes = ["pairs of responses the user preferred (Chosen) or not (Rejected)" if request.history or not request.profile
+             else "", "texts the user wrote before (profile)" if request.profile else "",
+             "the criteria the user stated" if request.stated_criteria else "",
+             "an analysis of users with similar preferences" if request.prototype_criteria else ""]
+    spec = STRICT_OUTPUT_SPEC if strict_arithmetic else RELEASED_OUTPUT_SPEC
     system = SYSTEM_PROMPT.format(
-        criteria_note=" and the criteria the user stated" if request.stated_criteria else "",
-        history=history, criteria=criteria, part1=PART1_HEADER, part2=PART2_HEADER, js=JSON_START, je=JSON_END,
+        evidence_note=": " + "; ".join(n for n in notes if n), history=history, criteria=criteria,
+        part1=PART1_HEADER, part2=PART2_HEADER, output_spec=spec.format(js=JSON_START, je=JSON_END),
     )
     responses = (request.response_1, request.response_2)
     user = USER_PROMPT.format(query=request.query, response_1=responses[order[0]], response_2=responses[order[1]])
@@ -201,7 +236,9 @@ def compute_final_score(weights: list[float], scores: list[float]) -> float:
 
 
 def extract_analysis(text: str) -> str | None:
-    """PART 1's text (between the two part headers), or None when either header is missing."""
+    """PART 1's text (between the two part headers), or None when either header is missing (or not a string)."""
+    if not isinstance(text, str):
+        return None
     i = text.find(PART1_HEADER)
     j = text.find(PART2_HEADER, i + 1) if i >= 0 else -1
     if i < 0 or j < 0:
@@ -209,10 +246,25 @@ def extract_analysis(text: str) -> str | None:
     return text[i + len(PART1_HEADER):j].strip()
 
 
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ChainParseError("schema", f"{where} must be a finite number, got {value!r}")
-    return float(value)
+_MAX_NUMBER_CHARS = 64  # a numeric string longer than this is not a score (keeps float() cheap)
+
+
+def _number(value: Any, where: str, allow_string: bool = False) -> float:
+    """A finite float from a JSON value; numeric strings only when ``allow_string`` (the released format)."""
+    if isinstance(value, str) and allow_string and len(value) <= _MAX_NUMBER_CHARS:
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ChainParseError("schema", f"{where} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ChainParseError("schema", f"{where} must be a finite number, got {str(value)[:40]!r}")
+    try:
+        out = float(value)
+    except OverflowError:  # an int too large for a float
+        raise ChainParseError("schema", f"{where} is too large") from None
+    if not math.isfinite(out):
+        raise ChainParseError("schema", f"{where} must be a finite number, got {out}")
+    return out
 
 
 def _parse_criteria(items: Any, score_min: float, score_max: float) -> list[Criterion]:
@@ -232,84 +284,168 @@ def _parse_criteria(items: Any, score_min: float, score_max: float) -> list[Crit
         for s, key in ((s1, "response_1"), (s2, "response_2")):
             if not score_min <= s <= score_max:
                 raise ChainParseError("score_range", f"criteria[{k}].{key}={s} outside [{score_min}, {score_max}]")
-        out.append(Criterion(str(c["name"]), w, s1, s2))
+        name = c["name"] if isinstance(c["name"], str) else json.dumps(c["name"])[:200]
+        out.append(Criterion(name, w, s1, s2))
     return out
 
 
-def parse_chain(text: str, weight_tol: float = 0.5, arithmetic_tol: float = 0.06,
-                score_min: float = 1.0, score_max: float = 10.0) -> ParsedChain:
-    """Parse and validate one evaluation chain; never repairs or guesses.
+def _json_block(text: str, strict: bool) -> tuple[int, int]:
+    """Character span of the JSON between the markers.
 
-    Checks, in order: PART 1 and PART 2 headers (PART 1 first), exactly one ``<JSON_START>...<JSON_END>`` after
-    PART 2, valid JSON object, schema, weights > 0 summing to 100 (``weight_tol``), scores in
-    ``[score_min, score_max]``, each reported final score within ``arithmetic_tol`` of
-    :func:`compute_final_score` (the default admits one-decimal rounding), and an optional ``"preferred"`` key
-    consistent with the final scores.
+    Strict: exactly one ``<JSON_START>...<JSON_END>``. Lenient (released): the last ``<JSON_END>`` and the last
+    ``<JSON_START>`` before it, so a marker echoed in PART 1 ("... between <JSON_START> and <JSON_END>") is harmless.
+    """
+    if strict:
+        if text.count(JSON_START) != 1 or text.count(JSON_END) != 1:
+            raise ChainParseError("missing_markers", f"need exactly one {JSON_START} ... {JSON_END} after PART 2")
+        a, b = text.find(JSON_START) + len(JSON_START), text.find(JSON_END)
+        if b < a:
+            raise ChainParseError("missing_markers", f"{JSON_END} comes before {JSON_START}")
+        return a, b
+    b = text.rfind(JSON_END)
+    a = text.rfind(JSON_START, 0, b) if b >= 0 else -1
+    if a < 0:
+        raise ChainParseError("missing_markers", f"no {JSON_START} ... {JSON_END} block")
+    return a + len(JSON_START), b
+
+
+def _load_json(body: str) -> Any:
+    """``json.loads`` that turns every failure (deep nesting, 4300+-digit ints, ...) into ``bad_json``."""
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as e:
+        raise ChainParseError("bad_json", f"{e.msg} at column {e.colno}") from None
+    except (ValueError, RecursionError, OverflowError, MemoryError) as e:
+        raise ChainParseError("bad_json", f"{type(e).__name__}: {str(e)[:80]}") from None
+
+
+def parse_chain(text: str, strict_arithmetic: bool = False, weight_tol: float = 0.5, arithmetic_tol: float = 0.06,
+                score_min: float = 1.0, score_max: float = 10.0) -> ParsedChain:
+    """Parse one evaluation chain; never repairs or guesses, and raises nothing but :class:`ChainParseError`.
+
+    Lenient (default, the released checkpoints' format): the text holds ``<JSON_START>{...}<JSON_END>`` whose
+    object has ``better_response: {"response_1": x, "response_2": y}`` (finite numbers, numeric strings
+    accepted) and a free-text ``rationale``; the PART headers are optional (PART 1 = the analysis when present,
+    else the text before the JSON block). The stated final scores are taken as written: a weighted-sum slip such
+    as the paper's "4x0.35 + 6x0.30 + 7x0.20 + 7x0.15 = 5.4" (really 5.65) is accepted.
+
+    Strict (``strict_arithmetic=True``, our structured format): PART 1 and PART 2 headers in order, exactly one
+    JSON block after PART 2, a ``criteria`` list (``name``, ``weight``, ``response_1``, ``response_2``), weights
+    > 0 summing to 100 (``weight_tol``), scores in ``[score_min, score_max]``, each stated final score within
+    ``arithmetic_tol`` of :func:`compute_final_score` (one-decimal rounding passes), and an optional
+    ``"preferred"`` consistent with the scores.
+
+    Time is linear in ``len(text)``; any input (non-strings included) gives a result or a ChainParseError.
 
     Raises:
         ChainParseError: the first rule broken; ``.reason`` is one of :data:`PARSE_ERROR_REASONS`.
     """
-    if PART1_HEADER not in text:
-        raise ChainParseError("missing_part1", f"no '{PART1_HEADER}' header")
-    p1 = text.find(PART1_HEADER)
-    p2 = text.find(PART2_HEADER, p1)
-    if p2 < 0:
-        raise ChainParseError("missing_part2", f"no '{PART2_HEADER}' header after PART 1")
-    tail = text[p2:]
-    if tail.count(JSON_START) != 1 or tail.count(JSON_END) != 1 or text.count(JSON_START) != 1:
-        raise ChainParseError("missing_markers", f"need exactly one {JSON_START} ... {JSON_END} after PART 2")
-    a, b = tail.find(JSON_START) + len(JSON_START), tail.find(JSON_END)
-    if b < a:
-        raise ChainParseError("missing_markers", f"{JSON_END} comes before {JSON_START}")
     try:
-        obj = json.loads(tail[a:b])
-    except json.JSONDecodeError as e:
-        raise ChainParseError("bad_json", f"{e.msg} at column {e.colno}") from None
+        return _parse_chain(text, strict_arithmetic, weight_tol, arithmetic_tol, score_min, score_max)
+    except ChainParseError:
+        raise
+    except Exception as e:  # noqa: BLE001 - totality: nothing but ChainParseError leaves the parser
+        raise ChainParseError("bad_json", f"unparsable chain ({type(e).__name__})") from None
+
+
+def _parse_chain(text: Any, strict: bool, weight_tol: float, arithmetic_tol: float, score_min: float,
+                 score_max: float) -> ParsedChain:
+    if not isinstance(text, str):
+        raise ChainParseError("not_text", f"a chain must be a string, got {type(text).__name__}")
+    p1 = text.find(PART1_HEADER)
+    p2 = text.find(PART2_HEADER, p1 + 1) if p1 >= 0 else -1
+    if strict:
+        if p1 < 0:
+            raise ChainParseError("missing_part1", f"no '{PART1_HEADER}' header")
+        if p2 < 0:
+            raise ChainParseError("missing_part2", f"no '{PART2_HEADER}' header after PART 1")
+        if text.count(JSON_START) != 1:
+            raise ChainParseError("missing_markers", f"need exactly one {JSON_START} ... {JSON_END} after PART 2")
+        a, b = _json_block(text[p2:], strict=True)
+        a, b = a + p2, b + p2
+    else:
+        a, b = _json_block(text, strict=False)
+    obj = _load_json(text[a:b])
     if not isinstance(obj, dict):
         raise ChainParseError("schema", "the JSON must be an object")
-    criteria = _parse_criteria(obj.get("criteria"), score_min, score_max)
-    total = sum(c.weight for c in criteria)
-    if abs(total - 100.0) > weight_tol:
-        raise ChainParseError("weights_sum", f"criteria weights sum to {total:g}, not 100")
     br = obj.get("better_response")
     if not isinstance(br, dict) or "response_1" not in br or "response_2" not in br:
         raise ChainParseError("schema", "'better_response' must hold 'response_1' and 'response_2'")
-    finals = []
-    for j, key in enumerate(("response_1", "response_2")):
-        reported = _number(br[key], f"better_response.{key}")
-        expected = compute_final_score([c.weight for c in criteria], [(c.score_1, c.score_2)[j] for c in criteria])
-        if abs(reported - expected) > arithmetic_tol:
-            raise ChainParseError("arithmetic", f"better_response.{key}={reported:g} but the weighted sum is {expected:.4g}")
-        finals.append(reported)
-    pref = obj.get("preferred")
-    if pref is not None:
-        if pref not in ("response_1", "response_2"):
-            raise ChainParseError("schema", f"'preferred' must be 'response_1' or 'response_2', got {pref!r}")
-        winner = 0 if pref == "response_1" else 1
-        if finals[winner] < finals[1 - winner]:
-            raise ChainParseError("preference_mismatch", f"'preferred' is {pref} but its final score is lower")
+    finals = [_number(br[k], f"better_response.{k}", allow_string=not strict) for k in ("response_1", "response_2")]
+    criteria: list[Criterion] = []
+    if strict:
+        criteria = _parse_criteria(obj.get("criteria"), score_min, score_max)
+        total = sum(c.weight for c in criteria)
+        if abs(total - 100.0) > weight_tol:
+            raise ChainParseError("weights_sum", f"criteria weights sum to {total:g}, not 100")
+        for j, key in enumerate(("response_1", "response_2")):
+            expected = compute_final_score([c.weight for c in criteria], [(c.score_1, c.score_2)[j] for c in criteria])
+            if abs(finals[j] - expected) > arithmetic_tol:
+                raise ChainParseError("arithmetic",
+                                      f"better_response.{key}={finals[j]:g} but the weighted sum is {expected:.4g}")
+        pref = obj.get("preferred")
+        if pref is not None:
+            if pref not in ("response_1", "response_2"):
+                raise ChainParseError("schema", f"'preferred' must be 'response_1' or 'response_2', got {pref!r}")
+            winner = 0 if pref == "response_1" else 1
+            if finals[winner] < finals[1 - winner]:
+                raise ChainParseError("preference_mismatch", f"'preferred' is {pref} but its final score is lower")
+    if p1 >= 0 and 0 <= p2 < a:
+        analysis = text[p1 + len(PART1_HEADER):p2].strip()
+    else:  # released chains without headers: everything before the JSON block
+        analysis = text[:a - len(JSON_START)].strip()
     rationale = obj.get("rationale", "")
     return ParsedChain(
-        analysis=text[p1 + len(PART1_HEADER):p2].strip(),
-        criteria=tuple(criteria), final_1=finals[0], final_2=finals[1],
-        rationale=rationale if isinstance(rationale, str) else json.dumps(rationale),
+        analysis=analysis, criteria=tuple(criteria), final_1=finals[0], final_2=finals[1],
+        rationale=rationale if isinstance(rationale, str) else json.dumps(rationale)[:10_000],
     )
 
 
-def render_chain(analysis: str, criteria: list[tuple[str, float, float, float]], rationale: str = "",
-                 decimals: int = 2) -> str:
-    """Write a well-formed chain from ``(name, weight, score_1, score_2)`` criteria (teachers, tests, simulations).
+def try_parse_chain(text: Any, **parse_kw: Any) -> ParsedChain | None:
+    """:func:`parse_chain` as a total function: the parsed chain, or None for anything that does not parse."""
+    try:
+        return parse_chain(text, **parse_kw)
+    except ChainParseError:
+        return None
 
-    The final scores are computed with :func:`compute_final_score` and rounded to ``decimals``.
+
+def render_chain(analysis: str, criteria: list[tuple[str, float, float, float]], rationale: str = "",
+                 decimals: int = 2, finals: tuple[float, float] | None = None) -> str:
+    """Write a chain in our structured format from ``(name, weight, score_1, score_2)`` criteria.
+
+    The final scores are :func:`compute_final_score` rounded to ``decimals``, unless ``finals`` states others (to
+    write an arithmetic slip). The text is also a valid released-format chain (it has ``better_response`` and a
+    ``rationale``), so both parsing modes read it.
     """
     weights = [c[1] for c in criteria]
-    f1 = round(compute_final_score(weights, [c[2] for c in criteria]), decimals)
-    f2 = round(compute_final_score(weights, [c[3] for c in criteria]), decimals)
+    if finals is None:
+        finals = (round(compute_final_score(weights, [c[2] for c in criteria]), decimals),
+                  round(compute_final_score(weights, [c[3] for c in criteria]), decimals))
     obj = {
         "criteria": [{"name": n, "weight": w, "response_1": s1, "response_2": s2} for n, w, s1, s2 in criteria],
-        "better_response": {"response_1": f1, "response_2": f2},
+        "better_response": {"response_1": finals[0], "response_2": finals[1]},
         "rationale": rationale,
     }
+    return f"{PART1_HEADER}\n{analysis}\n\n{PART2_HEADER}\n{JSON_START}{json.dumps(obj)}{JSON_END}"
+
+
+def render_released_chain(analysis: str, criteria: list[tuple[str, float, float, float]],
+                          finals: tuple[float, float] | None = None) -> str:
+    """Write a chain in the released checkpoints' format: free-text rationale + ``better_response``.
+
+    The rationale lists "A. Evaluation Criteria & Weights" and "B. Scoring Breakdown" with each response's
+    weighted sum written out; ``finals`` (default: the exact sums rounded to 2 decimals) are the stated scores.
+    """
+    weights = [c[1] for c in criteria]
+    exact = [compute_final_score(weights, [c[2 + j] for c in criteria]) for j in (0, 1)]
+    finals = finals if finals is not None else (round(exact[0], 2), round(exact[1], 2))
+    part_a = "; ".join(f"{n} ({w:g}%)" for n, w, _, _ in criteria)
+    part_b = " ".join(
+        f"Response {j + 1}: " + ", ".join(f"{n} {c[2 + j]:g}" for c in criteria for n in [c[0]])
+        + " -> Final Score = " + " + ".join(f"{c[2 + j]:g}x{c[1] / 100:.2f}" for c in criteria) + f" = {finals[j]:g}."
+        for j in (0, 1))
+    obj = {"rationale": f"A. Evaluation Criteria & Weights: {part_a}. B. Scoring Breakdown: {part_b}",
+           "better_response": {"response_1": finals[0], "response_2": finals[1]}}
     return f"{PART1_HEADER}\n{analysis}\n\n{PART2_HEADER}\n{JSON_START}{json.dumps(obj)}{JSON_END}"
 
 

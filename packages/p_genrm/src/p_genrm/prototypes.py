@@ -220,6 +220,7 @@ class Member:
     user_id: str
     row_id: str
     history: tuple[HistoryPair, ...]
+    analysis: str = ""  # PART 1 of the member's chain (the cached criteria of ``+cproK`` scoring)
 
 
 @dataclass
@@ -265,6 +266,31 @@ class PrototypeIndex:
         self._index.add(self.E)  # the quantizer assigns each member to argmax_j E_n . A_j
         self._index.nprobe = 1
         self._user_counts = Counter(m.user_id for m in members)
+        self._cards: list[str | None] | None = None
+
+    def prototype_criteria(self, max_chars: int = 4000) -> list[str | None]:
+        """Cached criteria of every prototype (None for an empty one), computed once and reused for every user.
+
+        A prototype's criteria are PART 1 of its most central member (largest ``E_n . A_j``), clipped to
+        ``max_chars``.
+
+        Raises:
+            ValueError: the index was saved without member analyses (rebuild it with this version).
+        """
+        if self._cards is None:
+            if self.members and not any(m.analysis for m in self.members):
+                raise ValueError("this prototype index has no member analyses (needed by +cproK budgets); rebuild it "
+                                 "with p-genrm build-prototypes")
+            cards: list[str | None] = []
+            for j in range(self.A.shape[0]):
+                idx = self.members_of(j)
+                if len(idx) == 0:
+                    cards.append(None)
+                    continue
+                best = idx[int(np.argmax(self.E[idx] @ self.A[j]))]
+                cards.append(self.members[best].analysis[:max_chars] or None)
+            self._cards = cards
+        return self._cards
 
     def members_of(self, j: int) -> np.ndarray:
         """Indices of prototype ``j``'s members."""
@@ -307,7 +333,7 @@ class PrototypeIndex:
         for name, arr in (("A_init", self.A_init), ("A", self.A), ("E", self.E), ("assign", self.assign)):
             with atomic_write(d / f"{name}.npy", "wb") as f:
                 np.save(f, arr)
-        write_jsonl(d / "members.jsonl", ({"user_id": m.user_id, "row_id": m.row_id,
+        write_jsonl(d / "members.jsonl", ({"user_id": m.user_id, "row_id": m.row_id, "analysis": m.analysis,
                                            "history": [h.to_dict() for h in m.history]} for m in self.members))
         write_json(d / "meta.json", {**self.meta, "num_prototypes": int(self.A.shape[0]), "dim": int(self.A.shape[1]),
                                      "num_members": len(self.members)})
@@ -325,7 +351,8 @@ class PrototypeIndex:
         for name in ("A_init.npy", "A.npy", "E.npy", "members.jsonl", "meta.json"):
             if not (d / name).is_file():
                 raise FileNotFoundError(f"prototype artifact missing: {d / name}")
-        members = [Member(str(r["user_id"]), str(r["row_id"]), tuple(HistoryPair.from_dict(h) for h in r["history"]))
+        members = [Member(str(r["user_id"]), str(r["row_id"]), tuple(HistoryPair.from_dict(h) for h in r["history"]),
+                          str(r.get("analysis") or ""))
                    for r in read_jsonl(d / "members.jsonl", required=("user_id", "row_id", "history"))]
         meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
         return cls(np.load(d / "A.npy"), np.load(d / "E.npy"), members, np.load(d / "A_init.npy"), meta)

@@ -13,7 +13,7 @@ from typing import Any
 
 from rlcore.rewards import completion_text
 
-from .evaluation_chain import ChainParseError, parse_chain
+from .evaluation_chain import try_parse_chain
 
 __all__ = ["compute_outcome_reward", "get_outcome_reward", "get_process_reward", "CriteriaCoverageJudge"]
 
@@ -22,10 +22,10 @@ _STOP = frozenset("the and for are but not you your with that this from have has
                   "how who will would should could about into than then very more most less much some any all".split())
 
 
-def compute_outcome_reward(chain: str, gold: int) -> float:
+def compute_outcome_reward(chain: str, gold: int, strict_arithmetic: bool = False) -> float:
     """``R_outcome = 1`` if the chain parses and its final scores prefer displayed response ``gold`` (0/1), else 0.
 
-    A tie or an unparsable chain earns 0 (it did not pick the user's response).
+    A tie or an unparsable chain earns 0 (it did not pick the user's response). Total: any text gives 0 or 1.
 
     Example:
         >>> from p_genrm.evaluation_chain import render_chain
@@ -34,9 +34,8 @@ def compute_outcome_reward(chain: str, gold: int) -> float:
         >>> compute_outcome_reward("no chain", gold=0)
         0.0
     """
-    try:
-        p = parse_chain(chain)
-    except ChainParseError:
+    p = try_parse_chain(chain, strict_arithmetic=strict_arithmetic)
+    if p is None:
         return 0.0
     if p.final_1 == p.final_2:
         return 0.0
@@ -46,13 +45,17 @@ def compute_outcome_reward(chain: str, gold: int) -> float:
 class _OutcomeReward:
     __name__ = "outcome_reward"
 
+    def __init__(self, strict_arithmetic: bool = False):
+        self.strict_arithmetic = strict_arithmetic
+
     def __call__(self, prompts: list, completions: list, gold: list[int], **_: Any) -> list[float]:
-        return [compute_outcome_reward(completion_text(c), int(g)) for c, g in zip(completions, gold)]
+        return [compute_outcome_reward(completion_text(c), int(g), self.strict_arithmetic)
+                for c, g in zip(completions, gold)]
 
 
-def get_outcome_reward() -> _OutcomeReward:
+def get_outcome_reward(strict_arithmetic: bool = False) -> _OutcomeReward:
     """The rule-based outcome reward; needs dataset column ``gold`` (displayed index of the chosen response)."""
-    return _OutcomeReward()
+    return _OutcomeReward(strict_arithmetic)
 
 
 def _terms(text: str) -> set[str]:
@@ -66,11 +69,11 @@ class CriteriaCoverageJudge:
     unused here, kept for the judge signature.
     """
 
-    def __call__(self, query: str, stated_criteria: str, chain: str) -> float:
-        """Coverage in [0, 1]."""
+    def __call__(self, query: str, stated_criteria: str, chain: str) -> float | None:
+        """Coverage in [0, 1]; None when the stated criteria have no content words (nothing to cover)."""
         want = _terms(stated_criteria)
         if not want:
-            raise ValueError("CriteriaCoverageJudge: stated_criteria has no content words")
+            return None
         return len(want & _terms(chain)) / len(want)
 
 
@@ -88,7 +91,11 @@ class _ProcessReward:
             if not s:
                 out.append(None)  # no stated criteria for this user: not applicable
                 continue
-            v = float(self.judge(q, s, completion_text(c)))
+            v = self.judge(q, s, completion_text(c))
+            if v is None:
+                out.append(None)
+                continue
+            v = float(v)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"process judge returned {v}, outside [0, 1]")
             out.append(v)

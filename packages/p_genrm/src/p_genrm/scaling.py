@@ -14,6 +14,7 @@ The batched path makes two ``generate`` calls per batch of pairs (all Ind chains
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,28 +23,37 @@ import numpy as np
 from .evaluation_chain import ChainSample, ScoreRequest, extract_analysis
 from .prototypes import PrototypeIndex
 
-__all__ = ["PRESETS", "get_preset", "compute_individual_scores", "compute_fused_scores", "decide",
+__all__ = ["PRESETS", "get_preset", "preset_pro_mode", "compute_individual_scores", "compute_fused_scores", "decide",
            "ScaledResult", "TestTimeScaler"]
 
-PRESETS: dict[str, tuple[int, int]] = {
+PRESETS: dict[str, tuple[int, int]] = {  # the paper's budgets; any indN[+proK | +cproK] is accepted
     "ind1": (1, 0),
     "ind8": (8, 0),
     "ind16": (16, 0),
     "ind32": (32, 0),
     "ind8+pro4": (8, 4),
     "ind16+pro8": (16, 8),
+    "ind2+cpro2": (2, 2),
 }
+_PRESET = re.compile(r"ind([1-9][0-9]{0,3})(?:\+(c?)pro([0-9]{1,4}))?")
 
 
 def get_preset(name: str) -> tuple[int, int]:
-    """``(ind_n, pro_k)`` of a budget preset (paper: Ind-8+Pro-4 and Ind-16+Pro-8).
+    """``(ind_n, pro_k)`` of a budget ``indN``, ``indN+proK`` (paper) or ``indN+cproK`` (cached prototype criteria).
 
     Raises:
-        ValueError: unknown name (the message lists the presets).
+        ValueError: a name that is not of that form (the message lists the paper's presets).
     """
-    if name not in PRESETS:
-        raise ValueError(f"unknown scaling preset {name!r}; valid: {sorted(PRESETS)}")
-    return PRESETS[name]
+    m = _PRESET.fullmatch(str(name))
+    if m is None:
+        raise ValueError(f"unknown scaling preset {name!r}: use indN, indN+proK or indN+cproK, e.g. {sorted(PRESETS)}")
+    return int(m.group(1)), int(m.group(3) or 0)
+
+
+def preset_pro_mode(name: str) -> str:
+    """``"cached"`` for ``indN+cproK`` budgets, else ``"neighbours"``."""
+    get_preset(name)
+    return "cached" if "+cpro" in name else "neighbours"
 
 
 def compute_individual_scores(chains: list[ChainSample]) -> tuple[float, float, int] | None:
@@ -123,13 +133,17 @@ class TestTimeScaler:
         coef_self, coef_neighbors: fusion weights c_s, c_n (0.5 / 0.5 released).
         tie_rule: see :func:`decide`.
         exclude_self: skip the querying user's own members among the neighbours.
+        pro_mode: ``"neighbours"`` (paper): k neighbours each re-score the pair with their own history, one chain
+            each. ``"cached"``: the nearest prototype's cached criteria (PART 1 of its most central member, built
+            once and reused for every user) join the user's own evidence in one prompt that is sampled k times
+            (same prompt: one shared prefill), so Ind-n + Pro-k costs n + k chains with no per-neighbour prompts.
     """
 
     __test__ = False  # not a pytest class despite the name
 
     def __init__(self, scorer: Any, index: PrototypeIndex | None = None, embedder: Any = None, ind_n: int = 16,
                  pro_k: int = 8, coef_self: float = 0.5, coef_neighbors: float = 0.5, tie_rule: str = "first",
-                 exclude_self: bool = True):
+                 exclude_self: bool = True, pro_mode: str = "neighbours"):
         if ind_n < 1:
             raise ValueError(f"ind_n must be >= 1 (Pro-k needs a first chain to find the prototype), got {ind_n}")
         if pro_k < 0:
@@ -140,6 +154,10 @@ class TestTimeScaler:
         self.ind_n, self.pro_k = ind_n, pro_k
         self.coef_self, self.coef_neighbors, self.tie_rule = coef_self, coef_neighbors, tie_rule
         self.exclude_self = exclude_self
+        if pro_mode not in ("neighbours", "cached"):
+            raise ValueError(f"pro_mode must be 'neighbours' or 'cached', got {pro_mode!r}")
+        self.pro_mode = pro_mode
+        self.cards = index.prototype_criteria() if pro_k > 0 and pro_mode == "cached" else None
 
     def _sample(self, requests: list[ScoreRequest], n: int, batched: bool) -> list[list[ChainSample]]:
         if batched:
@@ -165,7 +183,21 @@ class TestTimeScaler:
                     skipped[i] = "no_analysis"
                 else:
                     anchors.append((i, text))
-            if anchors:
+            if anchors and self.pro_mode == "cached":
+                emb = self.embedder([t for _, t in anchors])
+                pro_reqs, owners = [], []
+                for (i, _), e in zip(anchors, emb):
+                    protos[i], requested[i] = self.index.nearest_prototype(e), self.pro_k
+                    card = self.cards[protos[i]]
+                    if card is None:
+                        skipped[i] = "empty_prototype"
+                        continue
+                    pro_reqs.append(replace(requests[i], prototype_criteria=card))
+                    owners.append(i)
+                if pro_reqs:
+                    for i, chains in zip(owners, self._sample(pro_reqs, self.pro_k, batched)):
+                        nb_chains[i].extend(chains)
+            elif anchors:
                 emb = self.embedder([t for _, t in anchors])
                 excl = [requests[i].user_id if self.exclude_self else None for i, _ in anchors]
                 found = self.index.search(emb, self.pro_k, excl)

@@ -24,7 +24,15 @@ import numpy as np
 
 from .data import PreferenceRow, UserData
 from .evaluation import evaluate_users
-from .evaluation_chain import HISTORY_END, HISTORY_START, render_chain
+from .evaluation_chain import (
+    HISTORY_END,
+    HISTORY_START,
+    JSON_END,
+    PROTOTYPE_END,
+    PROTOTYPE_START,
+    compute_final_score,
+    render_chain,
+)
 from .prototype_building import build_prototype_index
 from .scaling import TestTimeScaler
 from .scoring import GenRMScorer
@@ -122,32 +130,47 @@ class SyntheticJudge:
     Args:
         weight_noise: sigma_w, per-chain noise on the inferred weights (the judge's sampling randomness).
         score_noise: sigma_s, per-chain noise on each 1-10 criterion score.
-        fail_rate: probability that a chain is malformed (weights summing to 90), to exercise the retries.
+        fail_rate: probability that a chain is malformed (cut before ``<JSON_END>``, as when the token budget
+            runs out): no parser reads it, the retries re-sample it.
+        slip_rate: probability that a stated final score has an arithmetic slip (off by 0.2-0.5, like the
+            paper's "= 5.4" for 5.65): the lenient parser takes it as written, ``--strict-arithmetic`` rejects it.
+
+    With an analysis of similar users in the prompt (``+cproK`` budgets) the judge reads its preference vector
+    and averages it with the one it infers from the history (the vector alone without history).
     """
 
     device = "cpu"
     tokenizer = None
 
-    def __init__(self, weight_noise: float = 0.6, score_noise: float = 1.0, fail_rate: float = 0.05, seed: int = 0):
+    def __init__(self, weight_noise: float = 0.6, score_noise: float = 1.0, fail_rate: float = 0.05,
+                 slip_rate: float = 0.1, seed: int = 0):
         self.weight_noise, self.score_noise, self.fail_rate = weight_noise, score_noise, fail_rate
+        self.slip_rate = slip_rate
         self.rng = np.random.default_rng(seed)
 
     def _infer(self, prompt: str) -> np.ndarray:
         hist = prompt[prompt.find(HISTORY_START):prompt.find(HISTORY_END)]
         chosen = [_vec(m) for m in re.findall(r"Chosen: (.*)", hist)]
         rejected = [_vec(m) for m in re.findall(r"Rejected: (.*)", hist)]
-        if not chosen:
-            return np.zeros_like(_vec(_RESP.search(prompt).group(2)))
-        s = np.sum(np.array(chosen) - np.array(rejected), axis=0)
-        return s / max(np.linalg.norm(s), 1e-12)
+        w = np.zeros_like(_vec(_RESP.search(prompt).group(2)))
+        if chosen:
+            s = np.sum(np.array(chosen) - np.array(rejected), axis=0)
+            w = s / max(np.linalg.norm(s), 1e-12)
+        a = prompt.find(PROTOTYPE_START)
+        if a >= 0:
+            m = re.search(r"preference vector (\[[^\]]*\])", prompt[a:prompt.find(PROTOTYPE_END)])
+            if m is not None:
+                v = _vec(m.group(1))
+                w = w + v / max(np.linalg.norm(v), 1e-12)
+                w = w / max(np.linalg.norm(w), 1e-12)
+        return w
 
     def _chain(self, w_hat: np.ndarray, xs: list[np.ndarray], topic: str) -> str:
         w = w_hat + self.weight_noise * self.rng.normal(size=w_hat.shape)
         mag = np.abs(w) / np.abs(w).sum()
         weights = np.floor(mag * 100).astype(int)
         weights[np.argsort(-(mag * 100 - weights))[: 100 - weights.sum()]] += 1  # largest remainder -> sum 100
-        if self.rng.random() < self.fail_rate:
-            weights[np.argmax(weights)] -= 10
+        fail = self.rng.random() < self.fail_rate
         crit = []
         for d in np.flatnonzero(weights > 0):
             sign = 1.0 if w[d] >= 0 else -1.0
@@ -156,7 +179,12 @@ class SyntheticJudge:
             crit.append((f"{'high' if sign > 0 else 'low'} trait {d}", int(weights[d]), s[0], s[1]))
         analysis = (f"Persona: inferred preference vector {_fmt(w / max(np.linalg.norm(w), 1e-12))}.\n"
                     f"Scenario: the user asks about topic {topic}.")
-        return render_chain(analysis, crit)
+        finals = [round(compute_final_score([c[1] for c in crit], [c[2 + j] for c in crit]), 2) for j in (0, 1)]
+        if self.rng.random() < self.slip_rate:
+            j = int(self.rng.integers(2))
+            finals[j] = round(finals[j] + float(self.rng.choice([-1, 1]) * self.rng.uniform(0.2, 0.5)), 2)
+        text = render_chain(analysis, crit, finals=(finals[0], finals[1]))
+        return text[:text.find(JSON_END)] if fail else text
 
     def generate(self, prompts: list[str], params: Any = None, generator: Any = None, prompt_ids: Any = None):
         """``params.n`` chains per prompt, as rlcore ``Completion``-like objects with ``.text``."""
@@ -172,12 +200,17 @@ class SyntheticJudge:
 
 
 def run_synthetic_study(quick: bool = False, seed: int = 0, budgets: tuple[str, ...] = ("ind1", "ind8", "ind16",
-                        "ind8+pro4", "ind16+pro8"), dim: int = 4, archetypes: int = 4, user_noise: float = 0.2,
-                        weight_noise: float = 0.5, score_noise: float = 1.0, topic_dim: int = 4,
-                        topic_noise: float = 0.3, member_history: int = 6, short_history: int = 1,
-                        long_history: int = 6) -> dict[str, Any]:
-    """Run the study; returns accuracy per (history group, budget) and the prototype build metrics."""
-    from .scaling import get_preset
+                        "ind8+pro4", "ind16+pro8", "ind2+cpro2"), dim: int = 4, archetypes: int = 4,
+                        user_noise: float = 0.2, weight_noise: float = 0.5, score_noise: float = 1.0,
+                        topic_dim: int = 4, topic_noise: float = 0.3, member_history: int = 6,
+                        short_history: int = 1, long_history: int = 6, strict_arithmetic: bool = False,
+                        slip_rate: float = 0.1) -> dict[str, Any]:
+    """Run the study; returns accuracies per (history group, budget), chains per pair, build metrics.
+
+    ``accuracy`` is our protocol (unscored pairs and ties are errors), ``release_protocol`` the release's (they
+    are dropped from the denominator, with counts).
+    """
+    from .scaling import get_preset, preset_pro_mode
 
     world = SyntheticWorld(dim=dim, archetypes=archetypes, user_noise=user_noise, topic_dim=topic_dim,
                            topic_noise=topic_noise, seed=seed)
@@ -186,16 +219,29 @@ def run_synthetic_study(quick: bool = False, seed: int = 0, budgets: tuple[str, 
     groups = {"short": world.make_users("short", n_test_users, n_train=short_history, n_test=n_test),
               "long": world.make_users("long", n_test_users, n_train=long_history, n_test=n_test)}
     embedder = VectorEmbedder(dim, world.topic_dim)
-    judge = SyntheticJudge(weight_noise=weight_noise, score_noise=score_noise, seed=seed)
-    scorer = GenRMScorer(judge, max_new_tokens=1, max_retries=2, seed=seed)
+    judge = SyntheticJudge(weight_noise=weight_noise, score_noise=score_noise, slip_rate=slip_rate, seed=seed)
+    scorer = GenRMScorer(judge, max_new_tokens=1, max_retries=2, seed=seed, strict_arithmetic=strict_arithmetic)
     index, build = build_prototype_index(scorer, train_users, embedder, num_prototypes=archetypes * 2,
                                          history_size=member_history, seed=seed)
     results: dict[str, dict[str, float]] = {}
+    release: dict[str, dict[str, Any]] = {}
+    chains: dict[str, dict[str, float]] = {}
     for name, users in groups.items():
         hist = short_history if name == "short" else long_history
         for budget in budgets:
             ind_n, pro_k = get_preset(budget)
-            scaler = TestTimeScaler(scorer, index, embedder, ind_n=ind_n, pro_k=pro_k)
-            results.setdefault(name, {})[budget] = evaluate_users(scaler, users, history_size=hist, seed=seed)["accuracy"]
-    return {"accuracy": results, "prototype_build": build, "scoring": scorer.stats.as_dict(),
+            scaler = TestTimeScaler(scorer, index, embedder, ind_n=ind_n, pro_k=pro_k,
+                                    pro_mode=preset_pro_mode(budget))
+            before, retried = scorer.stats.generated, scorer.stats.retried
+            r = evaluate_users(scaler, users, history_size=hist, seed=seed)
+            sampled = scorer.stats.generated - before
+            chains[budget] = {"budget": (sampled - (scorer.stats.retried - retried)) / r["pairs"],
+                              "with_retries": sampled / r["pairs"]}
+            results.setdefault(name, {})[budget] = r["accuracy"]
+            release.setdefault(name, {})[budget] = {"accuracy": r["release_accuracy"],
+                                                    "dropped_unscored": r["dropped_unscored"],
+                                                    "dropped_ties": r["dropped_ties"]}
+    return {"accuracy": results, "release_protocol": release, "chains_per_pair": chains,
+            "parser": "strict" if strict_arithmetic else "lenient", "prototype_build": build,
+            "scoring": scorer.stats.as_dict(),
             "users": {"train": n_train_users, "test_per_group": n_test_users, "test_pairs_per_user": n_test}}
