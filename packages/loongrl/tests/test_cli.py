@@ -3,7 +3,7 @@ import json
 
 import pytest
 from loongrl.cli import app
-from loongrl.config import EvalConfig, FilterConfig, NiahConfig, SynthConfig, TrainConfig
+from loongrl.config import EvalConfig, FilterConfig, NiahConfig, SynthConfig, SynthMixConfig, TrainConfig
 from loongrl.data import make_synthetic_qa, save_qa
 from typer.testing import CliRunner
 
@@ -11,7 +11,7 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize(("cmd", "cls"), [("synth", SynthConfig), ("filter", FilterConfig), ("train", TrainConfig),
-                                          ("eval", EvalConfig), ("niah", NiahConfig)])
+                                          ("eval", EvalConfig), ("niah", NiahConfig), ("synth-mix", SynthMixConfig)])
 def test_options_equal_config_fields(cmd, cls):
     import typer.main
 
@@ -54,12 +54,13 @@ def test_bad_inputs_exit_2_with_clear_messages(tmp_path, tok_dir):
     r = runner.invoke(app, ["synth", "--input", str(small), "--output", "x", "--tokenizer", tok_dir,
                             "--id-format", "nano"])
     assert r.exit_code == 2 and "id_format must be one of" in r.output
-    r = runner.invoke(app, ["eval", "--data", str(small)])
+    r = runner.invoke(app, ["eval", "--input", str(small)])
     assert r.exit_code == 2 and "--model is required" in r.output
 
 
 @pytest.mark.parametrize(("name", "cls"), [("train-7b", TrainConfig), ("train-14b", TrainConfig),
-                                           ("synth-16k", SynthConfig), ("filter", FilterConfig)])
+                                           ("synth-16k", SynthConfig), ("filter", FilterConfig),
+                                           ("synth-mix-16k", SynthMixConfig)])
 def test_recipes_load(name, cls):
     from pathlib import Path
 
@@ -69,3 +70,40 @@ def test_recipes_load(name, cls):
     if cls is TrainConfig:
         assert (cfg.num_generations, cfg.beta, cfg.learning_rate) == (8, 0.001, 1e-6)
         assert cfg.warmup_steps == (0 if name == "train-14b" else 42)
+        # every data file the recipe reads is one `loongrl synth` / `synth-mix` writes
+        from loongrl.data_mix import mix_file_names
+
+        made = {f"data/{n}" for n in mix_file_names(16384).values()} | {"data/keychain_16k.jsonl"}
+        assert {cfg.input, cfg.multihop_input, *cfg.extra_input} <= made
+
+
+def test_generating_verbs_list_backend_and_vllm_is_one_line(tmp_path):
+    import importlib.util
+
+    for cmd in ("filter", "train", "eval", "niah"):
+        r = runner.invoke(app, [cmd, "--help"], terminal_width=80)
+        assert r.exit_code == 0 and "--backend" in r.output
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here: the missing-vLLM message cannot be shown")
+    seed = tmp_path / "seed.jsonl"
+    save_qa(seed, make_synthetic_qa(4, seed=0))
+    r = runner.invoke(app, ["eval", "--model", "builtin:tiny-reasoner", "--input", str(seed), "--backend", "vllm"])
+    assert r.exit_code == 2 and "pip install 'rlcore[vllm]'" in r.output and "Traceback" not in r.output
+    assert len([ln for ln in r.output.splitlines() if ln.strip()]) == 1
+
+
+def test_lengths_flag_takes_several_values(tmp_path, monkeypatch):
+    """The README line `niah --lengths 4096 8192 16384` parses (typer alone says 'unexpected extra argument')."""
+    from loongrl import cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "run_niah", None, raising=False)
+
+    def fake(cfg):
+        seen["lengths"], seen["depths"] = cfg.lengths, cfg.depths
+
+    monkeypatch.setattr(cli, "_niah_impl", fake)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["niah", "--model", "m", "--lengths", "4096", "8192", "16384", "--depths", "0", "1", "--trials", "1"])
+    assert e.value.code == 0
+    assert seen == {"lengths": [4096, 8192, 16384], "depths": [0.0, 1.0]}

@@ -49,7 +49,29 @@ def test_difficulty_filter_keeps_strictly_between():
     kept, stats = filter_by_difficulty(items, ScriptedSampler(respond), k=4)
     assert [k.id for k in kept] == [items[1].id]
     assert stats["pass_histogram"] == {"0": 1, "1": 0, "2": 0, "3": 1, "4": 1} and stats["kept"] == 1
-    assert extract_the_answer_is("x The Answer is: **Rome**") == "Rome" and compute_cem("in Rome", ["rome"]) == 1.0
+    assert extract_the_answer_is("x The Answer is: **Rome**") == "Rome"
+
+
+def test_cem_runs_the_official_way():
+    """Issue 17: pred contained in gold passes (official), and the FIRST "the answer is" is read."""
+    assert compute_cem("Paris", ["Paris, France"]) == 1.0
+    assert compute_cem("Paris, France", ["Paris"]) == 0.0  # gold in pred is the old rule, now an option
+    assert compute_cem("Paris, France", ["Paris"], "gold_in_pred") == 1.0
+    assert compute_cem("The", ["Paris"]) == 0.0 and compute_cem("", ["Paris"]) == 0.0  # "" in gold never passes
+    r = "The answer is Rome. Hmm, no: the answer is Paris."
+    assert extract_the_answer_is(r) == "Rome. Hmm, no: the answer is Paris."
+    assert extract_the_answer_is(r, "last") == "Paris."
+    assert compute_cem(extract_the_answer_is("the answer is Paris"), ["Paris, France"]) == 1.0
+    # an item whose samples say "Paris" for gold "Paris, France" passes 2 of 4 and is kept (official), while the
+    # old rule (last occurrence, gold in pred) counts 0 passes and drops it
+    items = make_synthetic_qa(1, seed=0)
+    gold = items[0].answers[0]
+    texts = [f"the answer is {gold[:3]}", f"the answer is {gold[:3]}", "the answer is x", "the answer is y"]
+    kept, _ = filter_by_difficulty(items, ScriptedSampler(lambda p, i: texts[i]), k=4)
+    assert len(kept) == 1
+    kept, _ = filter_by_difficulty(items, ScriptedSampler(lambda p, i: texts[i]), k=4, match="gold_in_pred",
+                                   occurrence="last")
+    assert kept == []
 
 
 def test_hard_mining_drops_all_correct_items():
@@ -77,6 +99,30 @@ def test_evaluate_rows_scores():
     res = evaluate_rows(rows, ScriptedSampler(lambda p, i: "<think>x</think>\\boxed{New York City}"))
     # sub-EM: [1, 0] -> 50; F1: [2*(2/3*1)/(2/3+1)=0.8, 0] -> 40
     assert res["sub_em"] == pytest.approx(50.0) and res["f1"] == pytest.approx(40.0)
+
+
+def test_niah_lengths_are_exact_and_small_pools_fail():
+    from loongrl.evaluation import niah_examples
+
+    docs = DocPool(make_synthetic_qa(120, seed=0)).docs
+    tok = tiny_tokenizer()
+    lengths = [300, 777, 1024, 2048]
+    exs = niah_examples(docs, tok, lengths, [0.0, 0.5, 1.0], trials=1, seed=4)
+    assert [e["length"] for _, _, e in exs] == [L for L in lengths for _ in range(3)]
+    for _, _, e in exs:  # exactly the requested tokens, needle inside, 7-digit answer
+        assert len(tok(e["prompt"], add_special_tokens=False)["input_ids"]) == e["length"]
+        assert f"is: {e['answers'][0]}." in e["prompt"] and len(e["answers"][0]) == 7
+    with pytest.raises(ValueError, match=r"length 4096: the haystack pool \(5 documents"):
+        niah_examples(docs[:5], tok, [4096], [0.5], trials=1)
+
+
+def test_niah_constant_answer_scores_below_0_2():
+    """Issue 17: a model that always answers \\boxed{1} scored 50% under two-way sub-EM; exact match gives 0."""
+    docs = DocPool(make_synthetic_qa(60, seed=0)).docs
+    res = run_niah(docs, tiny_tokenizer(), ScriptedSampler(lambda p, i: "<think>x</think>\\boxed{1}"), [400, 600],
+                   [0.0, 0.5, 1.0], trials=3)
+    assert res["mean"] / 100 < 0.2 and res["metric"] == "em"
+    assert res["mean"] == 0.0
 
 
 def test_niah_grid_and_heatmap(tmp_path):

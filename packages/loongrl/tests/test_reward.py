@@ -1,5 +1,15 @@
 import pytest
-from loongrl.reward import compute_f1, compute_sub_em, extract_final_answer, get_sub_em_reward
+from loongrl.reward import (
+    compute_exact_match,
+    compute_f1,
+    compute_math_match,
+    compute_sub_em,
+    extract_final_answer,
+    get_loongrl_reward,
+    get_sub_em_reward,
+    reward_kind,
+    score_response,
+)
 from rlcore.rewards import call_reward
 
 
@@ -69,3 +79,81 @@ def test_reward_pickles():
 
     r = pickle.loads(pickle.dumps(get_sub_em_reward(credit_empty_prediction=True)))
     assert r(prompts=["p"], completions=[r"</think>\boxed{the}"], answers=[["x"]]) == [1.0]
+
+
+class TestRoutedRewards:
+    """Issue 17: sub-EM only for QA rows; math rows get math-verify, needle rows exact match."""
+
+    @pytest.mark.parametrize(("pred", "gold"), [("2024", "2"), ("1", "12"), ("2", r"\frac{1}{2}")])
+    def test_hackable_pairs_score_0_on_math_and_needle_rows(self, pred, gold):
+        response = rf"<think>t</think>\boxed{{{pred}}}"
+        assert compute_sub_em(pred, [gold]) == 1.0  # the official two-way rule, still used for QA rows
+        assert score_response(response, [gold], "qa") == 1.0
+        assert score_response(response, [gold], "math") == 0.0
+        assert score_response(response, [gold], "needle") == 0.0
+
+    def test_math_verifier_accepts_equivalent_forms(self):
+        assert compute_math_match("0.5", [r"\frac{1}{2}"]) == 1.0
+        assert compute_math_match(r"\frac{\sqrt{2}}{2}", [r"\sqrt{2}/2"]) == 1.0
+        assert compute_math_match("2024", ["2024"]) == 1.0 and compute_math_match("2025", ["2024"]) == 0.0
+        assert compute_math_match(None, ["1"]) == 0.0 and compute_math_match("  ", ["1"]) == 0.0
+
+    def test_exact_match(self):
+        assert compute_exact_match("7654321", ["7654321"]) == 1.0
+        assert compute_exact_match("765432", ["7654321"]) == 0.0 and compute_exact_match("", [""]) == 0.0
+
+    def test_reward_kind_routing(self):
+        assert [reward_kind(s) for s in ("qa", "needle", "math", None, "", "custom_longcontext_needle_qa_hotpot",
+                                         "custom_longcontextqa_musique", "math_dapo", "DigitalLearningGmbH/MATH",
+                                         "needle_retrieval", "niah")] == [
+            "qa", "needle", "math", "qa", "qa", "qa", "qa", "math", "math", "needle", "needle"]
+
+    def test_trl_reward_routes_by_data_source_column(self):
+        reward = get_loongrl_reward()
+        completions = [r"<think>t</think>\boxed{2024}"] * 3
+        out = call_reward(reward, ["p"] * 3, completions, answers=[["2"]] * 3, data_source=["qa", "math", "needle"])
+        assert out == [1.0, 0.0, 0.0]
+        assert pickle_roundtrip(reward).__name__ == "loongrl"
+
+
+def pickle_roundtrip(obj):
+    import pickle
+
+    return pickle.loads(pickle.dumps(obj))
+
+
+def _is_score(x):
+    return isinstance(x, float) and x in (0.0, 1.0)
+
+
+def test_parsers_and_rewards_are_total():
+    """Issue 15: every parser/reward of the package on the same >= 1000 adversarial cases plus ~1 MB inputs (one
+    harness pass: each function sees every case), no exception, < 1 s per case for all of them together."""
+    from loongrl.difficulty_filter import compute_cem, extract_the_answer_is
+    from loongrl.keychain import follow_chain
+    from loongrl.memory_agent import memory_from_response, split_units
+    from rlcore.testing import fuzz_total
+
+    reward = get_loongrl_reward()
+    checks = {
+        "extract_final_answer": (extract_final_answer, lambda r: r is None or isinstance(r, str)),
+        "sub_em": (lambda s: score_response(s, ["Paris", s[:50]], "qa"), _is_score),
+        "math": (lambda s: score_response(s, [r"\frac{1}{2}", s[-40:]], "math"), _is_score),
+        "needle": (lambda s: score_response(s, ["1234567"], "needle"), _is_score),
+        "trl_reward": (lambda s: reward(["p"] * 3, [s] * 3, answers=[["1"]] * 3, data_source=["qa", "math", "needle"]),
+                       lambda r: len(r) == 3 and all(map(_is_score, r))),
+        "answer_is": (extract_the_answer_is, lambda r: r is None or isinstance(r, str)),
+        "cem": (lambda s: compute_cem(extract_the_answer_is(s), ["Paris, France", s[:20]]), _is_score),
+        "follow_chain": (lambda s: follow_chain(s, "a"), lambda r: isinstance(r, list)),
+        "split_units": (split_units, lambda r: isinstance(r, list)),
+        "memory_from_response": (memory_from_response, lambda r: isinstance(r, str)),
+        "f1": (lambda s: compute_f1(extract_final_answer(s), ["a b", s[:30]]), lambda r: 0.0 <= r <= 1.0),
+    }
+
+    def all_of_them(s):
+        return {name: fn(s) for name, (fn, _) in checks.items()}
+
+    def ok(results):
+        return all(checks[name][1](r) for name, r in results.items())
+
+    fuzz_total(all_of_them, n_cases=1000, max_seconds=1.0, check=ok)

@@ -58,7 +58,7 @@ def test_grpo_steps_on_tiny_keychain_data(tiny_run):
     from transformers import AutoModelForCausalLM
 
     init = AutoModelForCausalLM.from_pretrained(str(d / "model"))
-    cfg = TrainConfig(model=str(d / "model"), output_dir=str(d / "run"), keychain_data=str(d / "kc.jsonl"),
+    cfg = TrainConfig(model=str(d / "model"), output_dir=str(d / "run"), input=str(d / "kc.jsonl"),
                       warmup_steps=0, stage1_steps=2, stage2_steps=0, num_generations=4,
                       per_device_train_batch_size=4, gradient_accumulation_steps=1, max_completion_length=16,
                       learning_rate=1e-3, gradient_checkpointing=False, use_cpu=True, system_prompt="")
@@ -67,8 +67,8 @@ def test_grpo_steps_on_tiny_keychain_data(tiny_run):
     hist = stage["log_history"]
     assert stage["name"] == "stage1" and len(hist) == 2
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in hist)
-    assert "rewards/sub_em/mean" in hist[0]
-    rewards = [h["rewards/sub_em/mean"] for h in hist]
+    assert "rewards/loongrl/mean" in hist[0]
+    rewards = [h["rewards/loongrl/mean"] for h in hist]
     assert max(rewards) > 0  # the warm-started policy earns reward
     final = AutoModelForCausalLM.from_pretrained(log["final_model"])
     changed = [n for (n, p), q in zip(final.named_parameters(), init.parameters()) if not torch.equal(p, q)]

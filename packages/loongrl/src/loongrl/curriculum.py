@@ -10,8 +10,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from .reward import compute_sub_em, extract_final_answer
-from .sampling import Sampler
+from .reward import reward_kind, score_response
 
 __all__ = ["Stage", "build_curriculum", "mine_hard_items"]
 
@@ -42,9 +41,12 @@ def build_curriculum(warmup_steps: int, stage1_steps: int, stage2_steps: int, ha
     return [s for s in stages if s.steps > 0]
 
 
-def mine_hard_items(rows: Sequence[dict[str, Any]], sampler: Sampler, n: int = 8,
+def mine_hard_items(rows: Sequence[dict[str, Any]], sampler: Any, n: int = 8,
                     credit_empty_prediction: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Drop rows whose ``n`` rollouts all score 1 under sub-EM; rows need ``prompt`` (messages) and ``answers``.
+    """Drop rows whose ``n`` rollouts all score 1 under the row's reward (``data_source`` routed.
+
+    sub-EM for QA, exact match for needles, math-verify for math); rows need ``prompt`` (messages) and
+    ``answers``.
 
     Returns:
         The kept rows and stats ``{"scored", "kept", "dropped_fraction", "mean_accuracy"}``.
@@ -54,7 +56,8 @@ def mine_hard_items(rows: Sequence[dict[str, Any]], sampler: Sampler, n: int = 8
     responses = sampler.sample([r["prompt"] for r in rows], n)
     kept, accs = [], []
     for row, rs in zip(rows, responses):
-        scores = [compute_sub_em(extract_final_answer(t), row["answers"], credit_empty_prediction) for t in rs]
+        kind = reward_kind(row.get("data_source"))
+        scores = [score_response(t, row["answers"], kind, credit_empty_prediction) for t in rs]
         accs.append(sum(scores) / n)
         if sum(scores) < n:
             kept.append(row)

@@ -1,4 +1,4 @@
-"""Seed multi-hop QA: one record type (:class:`QAItem`) and loaders for the published formats (spec step 1).
+r"""Seed multi-hop QA: one record type (:class:`QAItem`) and loaders for the published formats (spec step 1).
 
 Documents are rendered ``"title\\nparagraph"`` as in the official KeyChain readers; HotpotQA/2WikiMQA sentences are
 joined with ``""`` (their sentences carry their own leading spaces). MuSiQue keeps answerable items only.
@@ -26,7 +26,7 @@ __all__ = ["QAItem", "DocPool", "load_qa", "detect_format", "save_qa", "make_syn
 
 @dataclasses.dataclass(frozen=True)
 class QAItem:
-    """One multi-hop question with its own short context.
+    r"""One multi-hop question with its own short context.
 
     Attributes:
         id: item id from the source file (or ``"<file>#<n>"``).
@@ -138,6 +138,8 @@ def load_jsonl(path: Path) -> list[QAItem]:
             raise DataError(f"{where}: missing field 'question' (or 'input')")
         answers = rec.get("answers", rec.get("answer"))
         docs = []
+        if "documents" not in rec and "docs" in rec:  # builtin:multihop_qa spells it "docs"
+            rec = {**rec, "documents": rec["docs"]}
         for d in _get(rec, "documents", where):
             if isinstance(d, str):
                 docs.append(d)
@@ -188,7 +190,7 @@ def detect_format(path: str | Path) -> str:
         return "musique"
     if {"context", "question", "answer"} <= keys and isinstance(rec.get("context"), list):
         return "2wikimqa" if "evidences" in keys or "entity_ids" in keys else "hotpotqa"
-    if "documents" in keys and ({"question", "input"} & keys):
+    if ({"documents", "docs"} & keys) and ({"question", "input"} & keys):
         return "jsonl"
     raise DataError(
         f"{p}: unknown QA format (first record keys {sorted(keys)}); expected one of "
@@ -197,16 +199,28 @@ def detect_format(path: str | Path) -> str:
     )
 
 
+def _resolve_qa_path(path: str | Path) -> Path:
+    """``builtin:<name>`` -> its ``train.jsonl``; a directory -> its ``train.jsonl``; else the path itself."""
+    from rlcore.builtins import resolve
+
+    p = Path(resolve(str(path)))
+    if p.is_dir() and (p / "train.jsonl").is_file():
+        p = p / "train.jsonl"
+    if not p.is_file():
+        raise FileNotFoundError(f"QA file not found: {path}")
+    return p
+
+
 def load_qa(path: str | Path, format: str = "auto") -> list[QAItem]:
     """Load a seed QA file into :class:`QAItem` records.
+
+    ``path`` may be ``builtin:multihop_qa`` (its ``train.jsonl``) or a directory holding a ``train.jsonl``.
 
     Raises:
         FileNotFoundError: no such file.
         DataError: unknown format, or a bad record (file, line/item and id named).
     """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"QA file not found: {p}")
+    p = _resolve_qa_path(path)
     fmt = detect_format(p) if format == "auto" else format
     if fmt not in LOADERS:
         raise DataError(f"{p}: unknown QA format {fmt!r}; choose from {['auto', *sorted(LOADERS)]}")

@@ -27,9 +27,9 @@ def run_demo(quick: bool = False) -> dict[str, Any]:
 
     from .config import TrainConfig
     from .data import make_synthetic_qa
+    from .generation import make_chat_sampler
     from .keychain import follow_chain, remove_pairs
     from .reward import get_sub_em_reward
-    from .sampling import HFSampler
     from .synthesis import synthesize
     from .trainer import keychain_rows, train
 
@@ -55,7 +55,8 @@ def run_demo(quick: bool = False) -> dict[str, Any]:
         answers = [r["answers"] for r in recs]
         oracle_acc = sum(reward([], oracle, answers=answers)) / n
         wrong_acc = sum(reward([], wrong, answers=answers)) / n
-        samples = HFSampler(model, tok, temperature=1.0, max_new_tokens=16, seed=0).sample([r["prompt"] for r in rows], 2)
+        sampler = make_chat_sampler(TrainConfig(model=path), model, tok, top_p=1.0, max_new_tokens=16)
+        samples = sampler.sample([r["prompt"] for r in rows], 2)
         model_acc = sum(sum(reward([], s, answers=[a] * 2)) for s, a in zip(samples, answers)) / (2 * n)
         metrics: dict[str, Any] = {
             "examples": n, "context_tokens_mean": sum(r["length"] for r in recs) / n, "chains": recs[0]["num_chains"],
@@ -65,11 +66,11 @@ def run_demo(quick: bool = False) -> dict[str, Any]:
         }
         if not quick:
             write_jsonl(Path(tmp) / "kc.jsonl", recs)
-            log = train(TrainConfig(model=path, output_dir=str(Path(tmp) / "run"), keychain_data=str(Path(tmp) / "kc.jsonl"),
+            log = train(TrainConfig(model=path, output_dir=str(Path(tmp) / "run"), input=str(Path(tmp) / "kc.jsonl"),
                                     warmup_steps=0, stage1_steps=2, stage2_steps=0, num_generations=2,
                                     per_device_train_batch_size=2, gradient_accumulation_steps=1,
                                     max_completion_length=8, gradient_checkpointing=False, use_cpu=True,
-                                    system_prompt=""))  # tiny-reasoner's chat template has no system turn
+                                    ))  # tiny-reasoner's template has no system turn: the prompt is folded in
             hist = log["stages"][0]["log_history"]
             metrics["grpo_steps"] = len(hist)
             metrics["grpo_loss"] = [h["loss"] for h in hist]

@@ -1,9 +1,9 @@
-"""KeyChain: hide the true question behind chains of id:value pairs scattered through a long context (spec step 3).
+r"""KeyChain: hide the true question behind chains of id:value pairs scattered through a long context (spec step 3).
 
 ``num_chains = chains_per_1k * L // 1024`` chains of ``num_uuids`` ids each; chain ``k``'s pairs are
 ``{"id_j": "id_{j+1}"}`` for consecutive ids plus ``{"id_last": "<question>"}``. Chain 0 ends in the true question,
 chain ``i >= 1`` in ``distract_questions[i]`` (other items' questions, as the official code indexes them). All
-pairs are shuffled and each is inserted, followed by ".", right after a distinct stopper character (``\\n``, ``.``
+pairs are shuffled and each is inserted, followed by ".", right after a distinct stopper character (``\n``, ``.``
 or ``?``) of the filled context, prefixed by a space unless the stopper is a newline.
 """
 
@@ -88,7 +88,7 @@ def chain_pairs(chain: Sequence[str], end_with: str) -> list[str]:
 
 
 def find_stoppers(context: str) -> list[int]:
-    """Offsets of every ``\\n``, ``.`` and ``?`` in ``context``."""
+    r"""Offsets of every ``\n``, ``.`` and ``?`` in ``context``."""
     return [m.start() for m in STOPPERS.finditer(context)]
 
 

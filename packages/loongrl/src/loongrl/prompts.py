@@ -37,11 +37,11 @@ def keychain_prompt(distractor_context: str, head: str, variant: str = "plain", 
 
 
 def multihop_prompt(context: str, question: str) -> str:
-    """The plain multi-hop prompt (non-KeyChain items, LongBench-style evaluation).
+    r"""The plain multi-hop prompt (non-KeyChain items, LongBench-style evaluation).
 
     Example:
         >>> multihop_prompt("P", "Q?")
-        'The following are given passages.\\nP\\n\\nQuestion: Q?'
+        'The following are given passages.\nP\n\nQuestion: Q?'
     """
     return f"The following are given passages.\n{context}\n\nQuestion: {question}"
 
