@@ -28,7 +28,7 @@ def test_config_validation_names_field():
     with pytest.raises(ValueError, match="block_size"):
         SamplerConfig(block_size=0)
     with pytest.raises(ValueError, match="model is required"):
-        EvalConfig(data="x.jsonl", output="o.jsonl")
+        EvalConfig(input="x.jsonl", output="o.jsonl")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_eval_end_to_end(tmp_path, model_dir):
     data = tmp_path / "arith.jsonl"
     data.write_text('{"question": "1+1=", "answer": "2"}\n{"question": "2+5=", "answer": "7"}\n')
     out = tmp_path / "res.jsonl"
-    r = runner.invoke(app, ["eval", "--model", model_dir, "--task", "arith", "--data", str(data), "--output", str(out),
+    r = runner.invoke(app, ["eval", "--model", model_dir, "--task", "arith", "--input", str(data), "--output", str(out),
                             "--max-new-tokens", "6", "--block-size", "3", "--mcmc-steps", "2", "--num-samples", "2",
                             "--method", "power,low_temp,base", "--device", "cpu"])
     assert r.exit_code == 0, r.output
@@ -57,7 +57,7 @@ def test_generate_end_to_end_with_config_file(tmp_path, model_dir):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"model: {model_dir}\nmax_new_tokens: 4\nblock_size: 2\nmcmc_steps: 1\n")
     out = tmp_path / "g.jsonl"
-    r = runner.invoke(app, ["generate", "--config", str(cfg), "--prompts-file", str(prompts), "--output", str(out),
+    r = runner.invoke(app, ["generate", "--config", str(cfg), "--input", str(prompts), "--output", str(out),
                             "--num-chains", "3", "--device", "cpu"])
     assert r.exit_code == 0, r.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -65,9 +65,9 @@ def test_generate_end_to_end_with_config_file(tmp_path, model_dir):
 
 
 def test_bad_flag_is_one_line_error(tmp_path):
-    r = runner.invoke(app, ["eval", "--model", "x", "--data", "d.jsonl", "--output", "o.jsonl", "--alpha", "0.5"])
+    r = runner.invoke(app, ["eval", "--model", "x", "--input", "d.jsonl", "--output", "o.jsonl", "--alpha", "0.5"])
     assert r.exit_code == 2 and "alpha must be >= 1" in r.output
-    r = runner.invoke(app, ["eval", "--model", "x", "--data", str(tmp_path / "none.jsonl"), "--output", "o.jsonl",
+    r = runner.invoke(app, ["eval", "--model", "x", "--input", str(tmp_path / "none.jsonl"), "--output", "o.jsonl",
                             "--task", "nope"])
     assert r.exit_code == 2 and "unknown task" in r.output
 
@@ -80,3 +80,62 @@ def test_help_does_not_import_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
+
+
+def test_baselines_generate_through_rlcore_and_power_through_mh(tmp_path, model_dir):
+    """--backend hf: low_temp/base go through rlcore's Generator (recorded), power through the MH sampler."""
+    from rlcore.testing import recording_generators
+
+    data = tmp_path / "arith.jsonl"
+    data.write_text('{"question": "1+1=", "answer": "2"}\n')
+    args = ["eval", "--model", model_dir, "--task", "arith", "--input", str(data), "--max-new-tokens", "4",
+            "--block-size", "2", "--mcmc-steps", "1", "--device", "cpu", "--backend", "hf"]
+    with recording_generators() as calls:
+        r = runner.invoke(app, [*args, "--method", "low_temp,base", "--output", str(tmp_path / "a.jsonl")])
+    assert r.exit_code == 0, r.output
+    assert [c.kind for c in calls] == ["generate", "generate"]
+    assert [c.params.temperature for c in calls] == [0.25, 1.0] and all(c.params.top_k == 50 for c in calls)
+    with recording_generators() as calls:
+        r = runner.invoke(app, [*args, "--method", "power", "--output", str(tmp_path / "b.jsonl")])
+    assert r.exit_code == 0, r.output and calls == []  # MH fast path: its own cache-surgery decode loop
+
+
+def test_vllm_backend_missing_is_one_line_exit_2(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:  # pragma: no cover - GPU machines
+        return
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "hi", "answer": "1"}\n')
+    for verb, extra in (("generate", []), ("eval", ["--task", "arith"])):
+        r = runner.invoke(app, [verb, "--model", "builtin:tiny-reasoner", "--input", str(prompts), "--output",
+                                str(tmp_path / "o.jsonl"), "--backend", "vllm", *extra])
+        assert r.exit_code == 2, r.output
+        assert "the vllm backend needs vLLM: pip install 'rlcore" in r.output
+        assert "Traceback" not in r.output and not (tmp_path / "o.jsonl").exists()
+    r = runner.invoke(app, ["generate", "--model", "x", "--input", str(prompts), "--output", "o", "--backend", "tpu"])
+    assert r.exit_code == 2 and "unknown backend 'tpu'" in r.output
+
+
+def test_help_lists_backend_and_python_m_works():
+    import subprocess
+    import sys
+
+    for verb in ("generate", "eval"):
+        r = subprocess.run([sys.executable, "-m", "power_sampling", verb, "--help"], capture_output=True, text=True,
+                           timeout=120, env={"COLUMNS": "200", "PATH": ""})
+        assert r.returncode == 0, r.stderr
+        for flag in ("--backend", "--tensor-parallel-size", "--gpu-memory-utilization", "--input", "--output",
+                     "--model", "--seed", "--device"):
+            assert flag in r.stdout, (verb, flag)
+
+
+def test_builtin_model_with_eval_defaults(tmp_path):
+    """builtin:tiny-reasoner with every other flag at its default (T=3072 is shortened to fit its context)."""
+    out = tmp_path / "o.jsonl"
+    r = runner.invoke(app, ["eval", "--model", "builtin:tiny-reasoner", "--task", "arith", "--input",
+                            "builtin:arithmetic/test.jsonl", "--limit", "1", "--output", str(out),
+                            "--mcmc-steps", "1"])
+    assert r.exit_code == 0, r.output
+    assert "max_new_tokens 3072 ->" in r.output
+    assert len(out.read_text().splitlines()) == 3

@@ -16,11 +16,11 @@ class _RowwiseTableGenerator:
 
     def __init__(self, lm):
         self.lm = lm
-        self.g = torch.Generator().manual_seed(0)
 
-    def generate(self, prompts=None, prompt_ids=None, params=None, generator=None):
+    def generate(self, prompts=None, prompt_ids=None, params=None, generator=None, *, seeds=None):
         out = []
-        for p in prompt_ids:
+        for p, seed in zip(prompt_ids, seeds):
+            self.g = torch.Generator().manual_seed(seed)
             seq, lq, lp = list(p), [], []
             for _ in range(params.max_new_tokens):
                 logits = self.lm(torch.tensor([seq])).logits[0, -1]
@@ -48,6 +48,15 @@ def test_generator_backend_approaches_power_distribution():
     emp = {k: v / 300 for k, v in collections.Counter(tuple(o.token_ids) for o in out).items()}
     tv_low = compute_total_variation(pi, low)
     assert compute_total_variation(emp, pi) < tv_low / 3, (compute_total_variation(emp, pi), tv_low)
+
+
+def test_generator_backend_chains_independent_of_batch():
+    lm = TableLM(vocab_size=4, max_len=12, seed=3, sharpness=1.0, eos_token_id=3)
+    kw = dict(alpha=4.0, block_size=3, mcmc_steps=2, max_new_tokens=6, eos_token_id=3, seed=5)
+    run = lambda ids, n: GeneratorPowerSampler(_RowwiseTableGenerator(lm), **kw).sample(  # noqa: E731
+        input_ids=ids, num_chains=n)
+    alone = [s.token_ids for s in run([[0]], 2)]
+    assert alone == [s.token_ids for s in run([[1, 2], [0]], 2)[2:]] == [s.token_ids for s in run([[0]], 4)[:2]]
 
 
 def test_generator_backend_runs_on_hf_generator():

@@ -22,7 +22,7 @@ class SamplerConfig:
     proposal_temperature: float | None = option(None, "proposal temperature; default 1/alpha (Sec. 4.2)")
     top_k: int = option(50, "proposal top-k, 0 = off; 50 = the official code (HF generate's default)")
     top_p: float = option(1.0, "proposal top-p, 1.0 = off")
-    seed: int = option(0, "seeds index draws, MH uniforms and token sampling")
+    seed: int = option(0, "run seed: chain j of a prompt draws from streams seeded by (seed, prompt ids, j)")
     mh_ratio: str = option("exact", "exact: full current suffix + index term; official: the released code's "
                                     "truncated current suffix (issue #11)")
 
@@ -52,14 +52,26 @@ class SamplerConfig:
         return {n: getattr(self, n) for n in names}
 
 
+# the same names and help in every package (rlcore API E9)
+_BACKEND_HELP = {
+    "backend": "generation backend: hf (transformers, any device) or vllm (GPU; pip install 'rlcore[vllm]')",
+    "tensor_parallel_size": "vllm backend: number of GPUs the model is split over (tensor parallelism)",
+    "gpu_memory_utilization": "vllm backend: fraction of GPU memory vLLM may use for weights + KV cache (0-1]",
+}
+
+
 @dataclasses.dataclass
 class _RunConfig(SamplerConfig):
     model: str = option("", "model: builtin:<name>, a local from_pretrained directory or an HF hub name")
     device: str = option("auto", "cpu, cuda, cuda:1, ... or auto")
+    backend: str = option("hf", _BACKEND_HELP["backend"] + "; hf runs MH with prefix KV reuse, vllm one batched "
+                                "generate per MCMC move")
+    tensor_parallel_size: int = option(1, _BACKEND_HELP["tensor_parallel_size"])
+    gpu_memory_utilization: float = option(0.9, _BACKEND_HELP["gpu_memory_utilization"])
     dtype: str = option("auto", "auto (bf16 on CUDA, fp32 on CPU), bf16, fp16 or fp32")
     batch_size: int = option(8, "prompts per batch; every batch runs num_chains chains per prompt together")
     chat_template: bool = option(False, "wrap prompts in the tokenizer's chat template (paper: Phi/Tulu yes, Qwen no)")
-    output: str = option("", "JSONL file for the results (required)")
+    output: str = option("", "JSONL file for the results (required); a rerun skips the records already there")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -69,20 +81,27 @@ class _RunConfig(SamplerConfig):
             raise ValueError("output is required (a JSONL path)")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.backend not in ("hf", "vllm"):
+            raise ValueError(f"unknown backend {self.backend!r}; choose one of: hf, vllm")
+        if self.tensor_parallel_size < 1:
+            raise ValueError(f"tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
 
 
 @dataclasses.dataclass
 class GenerateConfig(_RunConfig):
     """``power-sampling generate``: sample completions for prompts in a JSONL file."""
 
-    prompts_file: str = option("", "JSONL file with one prompt per record (required)")
+    input: str = option("", "JSONL file with one prompt per record (required)")
     prompt_field: str = option("prompt", "the record field holding the prompt text")
+    id_field: str = option("id", "the record field naming it in the output (the record index if absent)")
     num_chains: int = option(1, "independent chains (final samples) per prompt")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.prompts_file:
-            raise ValueError("prompts_file is required")
+        if not self.input:
+            raise ValueError("input is required (a JSONL file of prompts)")
         if self.num_chains < 1:
             raise ValueError(f"num_chains must be >= 1, got {self.num_chains}")
 
@@ -92,7 +111,8 @@ class EvalConfig(_RunConfig):
     """``power-sampling eval``: accuracy / pass@k of one or more methods on a benchmark (Table 1)."""
 
     task: str = option("math500", "benchmark: math500, humaneval, gpqa or arith")
-    data: str = option("", "JSONL/JSON file of problems, or hf:<dataset>[:<config>] (required)")
+    input: str = option("", "JSONL/JSON file of problems, builtin:<name>/<file> or hf:<dataset>[:<config>] "
+                            "(required)")
     split: str = option("test", "split for hf: datasets")
     method: str = option("power,low_temp,base", "comma-separated: power, low_temp (1/alpha), base (temperature 1)")
     num_samples: int = option(1, "samples per problem; pass@k is reported for k = 1, 2, 4, ... <= num_samples")
@@ -103,8 +123,8 @@ class EvalConfig(_RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.data:
-            raise ValueError("data is required (a JSONL/JSON file or hf:<name>)")
+        if not self.input:
+            raise ValueError("input is required (a JSONL/JSON file, builtin:<name>/<file> or hf:<name>)")
         if self.num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
         if self.limit < 0:

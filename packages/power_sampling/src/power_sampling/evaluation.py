@@ -28,7 +28,7 @@ from .grading import (
 )
 
 __all__ = ["TaskSpec", "register_task", "get_task", "register_method", "get_method", "load_problems",
-           "build_prompt", "humaneval_phi_prompt", "resolve_prompt_style", "run_eval", "summarize"]
+           "build_prompt", "humaneval_phi_prompt", "resolve_prompt_style", "row_id", "run_eval", "summarize"]
 
 PROMPT_STYLES = ("auto", "raw", "phi")
 
@@ -218,41 +218,64 @@ def build_prompt(task: str, rec: dict[str, Any], tokenizer: Any = None, chat_tem
     return text
 
 
+def row_id(method: str, problem: int, sample: int) -> str:
+    """The key of one eval result row (streaming output: a rerun skips the keys already written)."""
+    return f"{method}:{problem}:{sample}"
+
+
 def run_eval(sampler_factory: Callable[[dict[str, Any]], Any], task: str, problems: list[dict[str, Any]],
              methods: list[str], tokenizer: Any = None, num_samples: int = 1, batch_size: int = 8,
              chat_template: bool = False, timeout: float = 3.0, prompt_style: str = "raw",
              on_batch: Callable[[str, int], None] | None = None,
-             on_chains: Callable[[str, int, int], None] | None = None) -> list[dict[str, Any]]:
+             on_chains: Callable[[str, int, int], None] | None = None,
+             done: set[str] | frozenset[str] = frozenset(),
+             on_rows: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
     """Sample and grade every problem with every method; one result row per (method, problem, sample).
 
-    ``sampler_factory(overrides)`` builds a :class:`PowerSampler` with the method's overrides applied.
-    ``on_batch(method, n_done)`` is called after each batch and ``on_chains(method, n_finished, n_chains)`` as the
-    chains of the current batch finish (progress bars).
+    ``sampler_factory(overrides)`` builds a sampler with the method's overrides applied. Rows whose
+    :func:`row_id` is in ``done`` are neither sampled nor returned (resume); each batch's new rows are passed to
+    ``on_rows`` as soon as they are graded (streaming). Chains are seeded per (seed, prompt, sample), so a resumed
+    run produces the same rows as an uninterrupted one. ``on_batch(method, n_done)`` is called after each batch
+    and ``on_chains(method, n_finished, n_chains)`` as the chains of the current batch finish (progress bars).
     """
     spec = get_task(task)
     prompts = [build_prompt(task, r, tokenizer, chat_template, prompt_style) for r in problems]
     rows: list[dict[str, Any]] = []
     for method in methods:
+        todo = [i for i in range(len(problems))
+                if any(row_id(method, i, j) not in done for j in range(num_samples))]
+        if not todo:
+            if on_batch is not None:
+                on_batch(method, len(problems))
+            continue
         sampler = sampler_factory(get_method(method))
-        for start in range(0, len(prompts), batch_size):
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
             t0 = time.perf_counter()
             extra = {} if on_chains is None else {"callback": lambda d, n, m=method: on_chains(m, d, n)}
-            samples = sampler.sample(prompts=prompts[start:start + batch_size], num_chains=num_samples, **extra)
+            samples = sampler.sample(prompts=[prompts[i] for i in batch], num_chains=num_samples, **extra)
             dt = (time.perf_counter() - t0) / max(len(samples), 1)
+            new = []
             for s in samples:
-                idx = start + s.prompt_index
+                idx = batch[s.prompt_index]
+                rid = row_id(method, idx, s.chain_index)
+                if rid in done:
+                    continue
                 try:
                     g = spec.grade(s.text, problems[idx], timeout)
                 except Exception as e:  # noqa: BLE001 - graders are total; a bad record must not lose the run
                     g = GradeResult(False, None, error=f"{type(e).__name__}: {str(e)[:200]}")
-                rows.append({"task": task, "task_version": spec.version, "method": method, "problem": idx,
-                             "sample": s.chain_index, "correct": g.correct, "prediction": g.prediction,
-                             "grade_error": g.error, "detail": g.detail, "answer": str(problems[idx].get(spec.answer_field)),
-                             "completion": s.text, "num_tokens": len(s.token_ids),
-                             "tokens_generated": s.tokens_generated, "acceptance_rate": s.acceptance_rate,
-                             "logprob": s.logprob, "seconds": dt})
+                new.append({"id": rid, "task": task, "task_version": spec.version, "method": method, "problem": idx,
+                            "sample": s.chain_index, "correct": g.correct, "prediction": g.prediction,
+                            "grade_error": g.error, "detail": g.detail,
+                            "answer": str(problems[idx].get(spec.answer_field)), "completion": s.text,
+                            "num_tokens": len(s.token_ids), "tokens_generated": s.tokens_generated,
+                            "acceptance_rate": s.acceptance_rate, "logprob": s.logprob, "seconds": dt})
+            rows += new
+            if on_rows is not None:
+                on_rows(new)
             if on_batch is not None:
-                on_batch(method, min(start + batch_size, len(prompts)))
+                on_batch(method, len(problems) - len(todo) + min(start + batch_size, len(todo)))
     return rows
 
 

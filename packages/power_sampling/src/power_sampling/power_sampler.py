@@ -60,7 +60,7 @@ def sample_from_logits(logits: torch.Tensor, u: torch.Tensor, temperature: float
     return tok, lq, lp
 
 
-def _default_eos(model: Any, tokenizer: Any) -> int | None:
+def default_eos(model: Any, tokenizer: Any) -> int | None:
     for src in (tokenizer, getattr(model, "generation_config", None), getattr(model, "config", None)):
         eos = getattr(src, "eos_token_id", None)
         if isinstance(eos, list | tuple):
@@ -122,7 +122,7 @@ class PowerSampler:
         self.max_new_tokens, self.proposal_temperature = max_new_tokens, float(proposal_temperature)
         self.top_k, self.top_p, self.seed, self.use_kv_cache = top_k, top_p, seed, use_kv_cache
         self.mh_ratio = mh_ratio
-        self.eos_token_id = _default_eos(model, tokenizer) if eos_token_id is _UNSET else eos_token_id
+        self.eos_token_id = default_eos(model, tokenizer) if eos_token_id is _UNSET else eos_token_id
         self.device = model_device(model)
         self.stats: dict[str, float] = {}
 
