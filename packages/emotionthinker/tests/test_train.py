@@ -43,7 +43,7 @@ def test_grpo_ptr_steps_update_the_tiny_audio_policy(tmp_path):
 
     cfg = TrainConfig(input=str(data), output_dir=str(tmp_path / "run"), steps=2, prompts_per_step=2, group_size=3,
                       max_new_tokens=8, schedule="step", t0=1, learning_rate=1e-2, beta=0.04,
-                      gate_uniform_groups=False)
+                      gate_uniform_groups=False, outcome_reward="similarity", device="cpu")
     out = train_ptr(cfg, policy=policy, records=records, judge=LengthJudge())
     hist = out["history"]
     assert [h["w_t"] for h in hist] == [0.0, 1.0]  # reasoning reward switched on at t0 = 1

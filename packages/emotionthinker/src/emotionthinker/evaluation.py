@@ -41,7 +41,7 @@ def compute_emotion_metrics(truth: Sequence[str], pred: Sequence[str | None], si
     Example:
         >>> m = compute_emotion_metrics(["sad", "sad", "happy"], ["sad", None, "sad"])
         >>> round(m["accuracy"], 4), m["recall"], m["ua"], m["soft_agreement"]  # (1 + 0 + 0) / 3
-        (0.3333, {'happy': 0.0, 'sad': 0.5}, 0.25, 0.3333)
+        (0.3333, {'happy': 0.0, 'sad': 0.5}, 0.25, 0.333333)
     """
     from .similarity import load_similarity
 

@@ -7,7 +7,6 @@ layout (each prompt's ``group_size`` completions contiguous) and reads the step 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import torch

@@ -45,7 +45,7 @@ DEFAULT_RADIUS = 1.0
 
 
 def compute_va_similarity(va: dict[str, tuple[float, float]], radius: float = DEFAULT_RADIUS) -> dict[str, dict[str, float]]:
-    """The 9x9 similarity table :math:`\\max(0, 1 - d / d_0)` from valence-arousal points.
+    r"""The 9x9 similarity table :math:`\max(0, 1 - d / d_0)` from valence-arousal points.
 
     Example:
         >>> s = compute_va_similarity(DEFAULT_VA)
