@@ -142,6 +142,7 @@ def test_vllm_backend_missing_is_one_line(tmp_path, encoder_dir):
     assert len(r.output.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_python_m_entry_points():
     import subprocess
     import sys

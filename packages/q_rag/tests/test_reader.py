@@ -61,9 +61,7 @@ def test_metrics_are_total():
     from rlcore.testing import fuzz_total
 
     fuzz_total(lambda s: babilong_em(s, "garden"), n_cases=1000, check=lambda r: r in (0.0, 1.0))
-    fuzz_total(lambda s: babilong_em("garden", s), n_cases=1000, check=lambda r: r in (0.0, 1.0))
     fuzz_total(lambda s: babilong_f1(s, "apple,milk", "qa5"), n_cases=1000, check=lambda r: 0.0 <= r <= 1.0)
-    fuzz_total(lambda s: babilong_f1("garden", s), n_cases=1000, check=lambda r: 0.0 <= r <= 1.0)
     fuzz_total(task_from_name, n_cases=1000, check=lambda r: r in BABILONG_PROMPTS)
 
 

@@ -96,6 +96,7 @@ class PQNTrainer:
         self.transitions_seen = 0
         self.episodes: list[_Episode] = []
         self.finished_returns: list[float] = []
+        self.drawn: list[int] = []  # sample indices this rank's episodes used (logged in the run summary)
 
     @property
     def alpha(self) -> float:
@@ -106,6 +107,7 @@ class PQNTrainer:
     def _reset(self, k: int) -> list[_Episode]:
         """Start ``k`` episodes; their chunk embeddings (critic and target) are computed in one batch each."""
         idx = [self.rng.randrange(len(self.samples)) for _ in range(k)]
+        self.drawn += idx
         picks = [self.samples[i] for i in idx]
         texts = [c for s in picks for c in s.chunks]
         with torch.no_grad():

@@ -118,8 +118,10 @@ def run_training(qf: QFunction, cfg: TrainConfig, train_samples: Sequence[Sample
     finally:
         if metrics_f:
             metrics_f.close()
+    drawn = _gather(trainer.drawn[:32], world)
     if out and main:
-        write_json(out / "summary.json", {"world_size": world, "steps": trainer.step, "best": _finite(best)})
+        write_json(out / "summary.json", {"world_size": world, "steps": trainer.step, "best": _finite(best),
+                                          "samples_per_rank": drawn})
     return best
 
 
