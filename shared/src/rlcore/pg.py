@@ -1,8 +1,9 @@
 """Policy-gradient formulas: group advantages, clipped surrogate, KL estimators, loss aggregation.
 
-One function per formula; the conventions follow TRL 1.x (``GRPOTrainer``) unless a docstring says otherwise
-(see ``specs/rl_infra.md``). Shapes: ``B`` completions, ``G`` group size (``B = P * G``, groups contiguous),
-``T`` completion tokens.
+One function per formula; the defaults follow TRL 1.x (``GRPOTrainer``), and verl's conventions are named options
+beside them (``size_one="verl"``, ``clip_ratio_c``, ``max_log_ratio``, ``compute_k3_kl(clamp=...)``,
+``seq-mean-token-sum``, ``aggregate_loss(num_tokens=..., dp_size=...)``; see ``specs/rl_infra.md``).
+Shapes: ``B`` completions, ``G`` group size (``B = P * G``, groups contiguous), ``T`` completion tokens.
 """
 
 from __future__ import annotations
@@ -22,9 +23,24 @@ __all__ = [
     "register_loss_agg",
     "get_loss_agg",
     "LOSS_AGG_REGISTRY",
+    "TRL_STD_EPS",
+    "VERL_STD_EPS",
+    "VERL_CLIP_RATIO_C",
+    "VERL_K3_CLAMP",
+    "VERL_MAX_LOG_RATIO",
 ]
 
 TRL_STD_EPS = 1e-4  # TRL GRPOTrainer: A = (r - mean) / (std + 1e-4)
+VERL_STD_EPS = 1e-6  # verl compute_grpo_outcome_advantage: (s - mean) / (std + 1e-6)
+VERL_CLIP_RATIO_C = 3.0  # verl actor.clip_ratio_c (dual-clip lower bound for A < 0)
+VERL_K3_CLAMP = 10.0  # verl kl_penalty low_var_kl: k3 clamped to [-10, 10]
+VERL_MAX_LOG_RATIO = 20.0  # verl/OpenRLHF clamp the log-ratio to +-20 before exp
+_SIZE_ONE = ("trl", "verl")
+
+
+def _check_size_one(size_one: str) -> None:
+    if size_one not in _SIZE_ONE:
+        raise ValueError(f"unknown size_one convention {size_one!r}; choose from {list(_SIZE_ONE)}")
 
 
 def _grouped(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -51,7 +67,9 @@ def _nanstd(x: torch.Tensor, dim: int) -> torch.Tensor:
     return var.sqrt()
 
 
-def compute_grpo_advantages(rewards: torch.Tensor, group_size: int, eps: float = TRL_STD_EPS) -> torch.Tensor:
+def compute_grpo_advantages(
+    rewards: torch.Tensor, group_size: int, eps: float = TRL_STD_EPS, *, size_one: str = "trl"
+) -> torch.Tensor:
     r"""GRPO group-relative advantage: :math:`A_i = (r_i - \mathrm{mean}_g(r)) / (\mathrm{std}_g(r) + \epsilon)`.
 
     TRL ``scale_rewards="group"``: unbiased std (n-1), ``eps = 1e-4``. A NaN reward (a ``None`` from every reward
@@ -61,7 +79,9 @@ def compute_grpo_advantages(rewards: torch.Tensor, group_size: int, eps: float =
     Args:
         rewards: ``(B,)`` scalar rewards, groups contiguous.
         group_size: ``G``.
-        eps: added to the std.
+        eps: added to the std (verl: :data:`VERL_STD_EPS` = 1e-6).
+        size_one: groups of one sample (``group_size=1``). ``"trl"``: advantage 0 (no signal); ``"verl"``:
+            mean 0 and std 1, so :math:`A = r / (1 + \epsilon)` (verl ``compute_grpo_outcome_advantage``).
 
     Returns:
         ``(B,)`` advantages.
@@ -71,22 +91,29 @@ def compute_grpo_advantages(rewards: torch.Tensor, group_size: int, eps: float =
         [0.7070..., -0.7070..., 0.0, 0.0]
 
     """
+    _check_size_one(size_one)
     r = _grouped(rewards, group_size)
+    if size_one == "verl" and group_size == 1:
+        return torch.nan_to_num(r / (1.0 + eps), nan=0.0).view(-1)
     adv = (r - _nanmean(r, 1)) / (_nanstd(r, 1) + eps)
     return torch.nan_to_num(adv, nan=0.0).view(-1)
 
 
-def compute_dr_grpo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+def compute_dr_grpo_advantages(rewards: torch.Tensor, group_size: int, *, size_one: str = "trl") -> torch.Tensor:
     r"""Dr. GRPO advantage (Liu et al. 2025): :math:`A_i = r_i - \mathrm{mean}_g(r)` (no std division).
 
-    TRL ``scale_rewards="none"``. Shapes: ``(B,) -> (B,)``.
+    TRL ``scale_rewards="none"``; verl ``norm_adv_by_std_in_grpo=False``. Shapes: ``(B,) -> (B,)``.
+    ``size_one="verl"``: a group of one sample has mean 0, so :math:`A = r` (TRL: 0).
 
     Example:
         >>> compute_dr_grpo_advantages(torch.tensor([1.0, 0.0, 3.0, 1.0]), 2).tolist()
         [0.5, -0.5, 1.0, -1.0]
 
     """
+    _check_size_one(size_one)
     r = _grouped(rewards, group_size)
+    if size_one == "verl" and group_size == 1:
+        return torch.nan_to_num(r, nan=0.0).view(-1)
     return torch.nan_to_num(r - _nanmean(r, 1), nan=0.0).view(-1)
 
 
@@ -136,11 +163,19 @@ def compute_clipped_surrogate(
     advantages: torch.Tensor,
     epsilon_low: float = 0.2,
     epsilon_high: float | None = None,
+    *,
+    clip_ratio_c: float | None = None,
+    max_log_ratio: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     r"""PPO clipped surrogate per token: :math:`L_t = -\min(\rho_t A, \mathrm{clip}(\rho_t, 1-\epsilon_l, 1+\epsilon_h) A)`.
 
     :math:`\rho_t = \exp(\log\pi_\theta - \log\pi_{old})`. ``epsilon_high`` defaults to ``epsilon_low`` (TRL's
     ``epsilon`` / ``epsilon_high``; DAPO's clip-higher uses 0.28).
+
+    verl options (off by default, as in TRL): ``clip_ratio_c`` (verl default :data:`VERL_CLIP_RATIO_C` = 3.0)
+    is the dual clip: where :math:`A < 0` the loss is further capped, :math:`L_t = \min(L_t, -c A)`, so a huge
+    ratio on a negative-advantage token cannot blow up the loss. ``max_log_ratio`` (verl 20) clamps the log-ratio
+    before ``exp``.
 
     Args:
         logprobs: ``(B, T)`` current policy log-probs.
@@ -148,24 +183,42 @@ def compute_clipped_surrogate(
         advantages: ``(B,)`` or ``(B, T)``.
         epsilon_low: lower clip range (TRL ``epsilon``, default 0.2).
         epsilon_high: upper clip range (TRL ``epsilon_high``); ``None`` = ``epsilon_low``.
+        clip_ratio_c: dual-clip constant ``c > 1`` (verl ``clip_ratio_c``); ``None`` = no dual clip (TRL).
+        max_log_ratio: clamp of the log-ratio before ``exp`` (verl 20); ``None`` = no clamp (TRL).
 
     Returns:
-        ``(B, T)`` per-token loss, and metrics ``clip_frac_low`` / ``clip_frac_high`` as ``(B, T)`` booleans.
+        ``(B, T)`` per-token loss, and metrics ``clip_low`` / ``clip_high`` (and ``clip_dual`` with
+        ``clip_ratio_c``) as ``(B, T)`` booleans.
+
+    Raises:
+        ValueError: ``clip_ratio_c <= 1`` (verl asserts the same).
 
     """
     eh = epsilon_low if epsilon_high is None else epsilon_high
     adv = advantages.unsqueeze(-1) if advantages.ndim == 1 else advantages  # (B, 1) or (B, T)
-    ratio = torch.exp(logprobs - old_logprobs)
+    log_ratio = logprobs - old_logprobs
+    if max_log_ratio is not None:
+        log_ratio = torch.clamp(log_ratio, -max_log_ratio, max_log_ratio)
+    ratio = torch.exp(log_ratio)
     clipped = torch.clamp(ratio, 1 - epsilon_low, 1 + eh)
     loss = -torch.min(ratio * adv, clipped * adv)
     metrics = {"clip_low": (ratio < 1 - epsilon_low) & (adv < 0), "clip_high": (ratio > 1 + eh) & (adv > 0)}
+    if clip_ratio_c is not None:
+        if clip_ratio_c <= 1:
+            raise ValueError(f"clip_ratio_c must be > 1 (dual clip), got {clip_ratio_c}")
+        cap = -clip_ratio_c * adv
+        dual = (adv < 0) & (loss > cap)
+        loss = torch.where(adv < 0, torch.minimum(loss, cap), loss)
+        metrics["clip_dual"] = dual.expand_as(loss)
     return loss, metrics
 
 
-def compute_k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+def compute_k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, clamp: float | None = None) -> torch.Tensor:
     r"""k3 estimator of :math:`KL(\pi_\theta\|\pi_{ref})` per token: :math:`e^{\delta} - \delta - 1`, :math:`\delta = \log\pi_{ref} - \log\pi_\theta`.
 
-    Non-negative; TRL adds ``beta * k3`` to the per-token loss without clamping. Shapes: ``(B, T) -> (B, T)``.
+    Non-negative; TRL adds ``beta * k3`` to the per-token loss without clamping (``clamp=None``, the default).
+    verl's ``low_var_kl`` (``clamp=`` :data:`VERL_K3_CLAMP` = 10): :math:`\delta` clamped to ``[-20, 20]`` and
+    k3 to ``[-clamp, clamp]``. Shapes: ``(B, T) -> (B, T)``.
 
     Example:
         >>> round(compute_k3_kl(torch.tensor([0.0]), torch.tensor([1.0])).item(), 4)  # e - 1 - 1
@@ -173,7 +226,10 @@ def compute_k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.T
 
     """
     delta = ref_logprobs - logprobs
-    return torch.exp(delta) - delta - 1
+    if clamp is None:
+        return torch.exp(delta) - delta - 1
+    delta = torch.clamp(delta, -VERL_MAX_LOG_RATIO, VERL_MAX_LOG_RATIO)
+    return torch.clamp(torch.exp(delta) - delta - 1, -clamp, clamp)
 
 
 LOSS_AGG_REGISTRY: dict[str, Callable[..., torch.Tensor]] = {}
@@ -212,6 +268,12 @@ def _token_mean(loss: torch.Tensor, mask: torch.Tensor, max_len: int | None = No
     return (loss * mask).sum() / mask.sum().clamp(min=1)
 
 
+@register_loss_agg("seq-mean-token-sum")
+def _seq_mean_token_sum(loss: torch.Tensor, mask: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
+    """Verl's ``seq-mean-token-sum``: the mean over sequences of each sequence's token *sum* (no length norm)."""
+    return (loss * mask).sum(-1).mean()
+
+
 @register_loss_agg("seq-mean-token-sum-norm")
 def _dr_grpo(loss: torch.Tensor, mask: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
     """Dr. GRPO (TRL ``dr_grpo``): sum over all tokens / (B * max_completion_length), a constant."""
@@ -219,10 +281,35 @@ def _dr_grpo(loss: torch.Tensor, mask: torch.Tensor, max_len: int | None = None)
     return (loss * mask).sum() / (loss.shape[0] * T)
 
 
-def aggregate_loss(loss: torch.Tensor, mask: torch.Tensor, mode: str = "token-mean", max_len: int | None = None):
-    """Reduce a ``(B, T)`` per-token loss with ``mask`` ``(B, T)`` by a named mode (verl's ``agg_loss`` names).
+def aggregate_loss(
+    loss: torch.Tensor,
+    mask: torch.Tensor,
+    mode: str = "token-mean",
+    max_len: int | None = None,
+    num_tokens: float | torch.Tensor | None = None,
+    dp_size: int = 1,
+):
+    r"""Reduce a ``(B, T)`` per-token loss with ``mask`` ``(B, T)`` by a named mode (verl's ``agg_loss`` names).
 
     Modes: ``seq-mean-token-mean`` (TRL ``grpo``), ``token-mean`` (TRL ``bnpo``/``dapo`` on one process),
-    ``seq-mean-token-sum-norm`` (TRL ``dr_grpo``; ``max_len`` is the constant, default ``T``).
+    ``seq-mean-token-sum`` (verl), ``seq-mean-token-sum-norm`` (TRL ``dr_grpo``; ``max_len`` is the constant,
+    default ``T``).
+
+    ``num_tokens`` (``token-mean`` only) is the *global* number of active tokens of the whole optimizer step: all
+    micro-batches (gradient accumulation) of all ``dp_size`` processes. The result is then
+    :math:`\sum m L / N_{tok} \cdot dp\_size` (verl's formula; TRL ``dapo`` divides by ``num_items_in_batch /
+    num_processes``, the same number): summing it over the micro-batches, and averaging the gradients over the
+    processes as DDP does, gives exactly the token mean of the whole batch, however it is split.
+
+    Raises:
+        ValueError: ``num_tokens`` with a mode other than ``token-mean``, or ``num_tokens <= 0``.
+
     """
-    return get_loss_agg(mode)(loss, mask.to(loss.dtype), max_len)
+    m = mask.to(loss.dtype)
+    if num_tokens is not None:
+        if mode != "token-mean":
+            raise ValueError(f"num_tokens applies to the token-mean mode only, not {mode!r}")
+        if float(num_tokens) <= 0:
+            raise ValueError(f"num_tokens must be > 0, got {float(num_tokens)}")
+        return (loss * m).sum() / num_tokens * dp_size
+    return get_loss_agg(mode)(loss, m, max_len)

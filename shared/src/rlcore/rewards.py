@@ -22,6 +22,7 @@ __all__ = [
     "normalize_answer",
     "check_rewards",
     "call_reward",
+    "combine_rewards",
 ]
 
 
@@ -166,3 +167,51 @@ def call_reward(fn: Callable[..., Sequence[float | None]], prompts: list, comple
     """Call ``fn`` with TRL's signature and validate the result with :func:`check_rewards`."""
     name = getattr(fn, "__name__", type(fn).__name__)
     return check_rewards(name, fn(prompts=prompts, completions=completions, **columns), len(completions))
+
+
+def combine_rewards(
+    values: Sequence[Sequence[float | None]], weights: Sequence[float] | None = None
+) -> list[float]:
+    """Weighted sum over reward functions per completion, skipping ``None`` (TRL's ``reward_weights`` + nansum).
+
+    ``values[k][i]`` is reward function ``k``'s value for completion ``i`` (each inner list is what one reward
+    function returned, e.g. via :func:`call_reward`). A ``None`` is left out of the sum; a completion where every
+    function returned ``None`` gets ``nan`` (the advantage functions then give it 0, as TRL does).
+
+    Example:
+        >>> combine_rewards([[1.0, None, None], [0.5, 2.0, None]], weights=[1.0, 0.5])
+        [1.25, 1.0, nan]
+
+    Raises:
+        ValueError: the lists differ in length, the weights do not match the number of functions, or a value or
+            weight is not finite.
+
+    """
+    cols = [list(v) for v in values]
+    if not cols:
+        raise ValueError("combine_rewards needs at least one reward function's values")
+    n = len(cols[0])
+    bad = [k for k, c in enumerate(cols) if len(c) != n]
+    if bad:
+        raise ValueError(f"reward function(s) {bad} returned {[len(cols[k]) for k in bad]} values, expected {n}")
+    w = [1.0] * len(cols) if weights is None else [float(x) for x in weights]
+    if len(w) != len(cols):
+        raise ValueError(f"{len(w)} reward weights for {len(cols)} reward functions")
+    if not all(math.isfinite(x) for x in w):
+        raise ValueError(f"reward weights must be finite, got {w}")
+    out: list[float] = []
+    for i in range(n):
+        total, seen = 0.0, False
+        for k, c in enumerate(cols):
+            v = c[i]
+            if v is None:
+                continue
+            f = float(v)
+            if math.isnan(f):  # TRL turns None into NaN before the nansum: treat both alike
+                continue
+            if not math.isfinite(f):
+                raise ValueError(f"reward function {k} returned a non-finite value {v!r} at index {i}")
+            total += w[k] * f
+            seen = True
+        out.append(total if seen else math.nan)
+    return out
