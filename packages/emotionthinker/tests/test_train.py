@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from emotionthinker.config import TrainConfig
 from emotionthinker.data import load_emotioncot
@@ -55,3 +56,27 @@ def test_grpo_ptr_steps_update_the_tiny_audio_policy(tmp_path):
     assert hist[1]["grad_norm"] > 0
     changed = [n for n, p in policy.model.named_parameters() if not torch.equal(p, before[n])]
     assert any("audio_tower" in n for n in changed) and any("language_model" in n for n in changed)
+
+
+@pytest.mark.slow
+def test_lora_with_activation_checkpointing_trains_only_the_adapters(tmp_path):
+    data = _dataset(tmp_path)
+    policy = tiny_audio_policy()
+    before = {n: p.detach().clone() for n, p in policy.model.named_parameters()}
+
+    def judge(think, answer, record):  # varied scores: non-zero advantages in every group
+        return min(1.0, len(think) / 30)
+
+    cfg = TrainConfig(input=str(data), output_dir=str(tmp_path / "run"), steps=1, prompts_per_step=2, group_size=3,
+                      max_new_tokens=6, schedule="constant", gate_uniform_groups=False, learning_rate=1e-2,
+                      lora_r=4, lora_alpha=8, gradient_checkpointing=True, device="cpu")
+    out = train_ptr(cfg, policy=policy, records=load_emotioncot(data), judge=judge)
+    assert out["history"][0]["grad_norm"] > 0
+    after = dict(policy.model.named_parameters())
+    lora = [n for n in after if "lora_" in n]
+    assert lora and all("audio_tower" not in n for n in lora)  # adapters on the language model only
+    base = {n if n in after else n.rsplit(".", 1)[0] + ".base_layer." + n.rsplit(".", 1)[1]: p for n, p in before.items()}
+    assert set(base) <= set(after) and all(torch.equal(after[n], p) for n, p in base.items())  # base frozen
+    assert any(not torch.equal(after[n], torch.zeros_like(after[n])) for n in lora if "lora_B" in n)
+    assert policy.model.is_activation_checkpointing if hasattr(policy.model, "is_activation_checkpointing") \
+        else policy.model.is_gradient_checkpointing

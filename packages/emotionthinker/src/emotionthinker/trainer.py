@@ -184,6 +184,19 @@ def _mean(xs: list) -> float:
     return sum(vals) / len(vals) if vals else float("nan")
 
 
+def _enable_activation_checkpointing(model) -> None:
+    """Non-reentrant activation checkpointing (transformers 5 name, older name as fallback)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def _zero_stage(accelerator) -> int:
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    return int(getattr(plugin, "zero_stage", 0) or 0) if plugin is not None else 0
+
+
 def _make_accelerator(device: str):
     from accelerate import Accelerator
 
@@ -218,6 +231,9 @@ def train_ptr(cfg: TrainConfig, policy: AudioTextPolicy | None = None, records: 
     out = Path(cfg.output_dir)
     ckpt = resolve_resume(cfg.resume or None, out)  # a bad PATH fails before any model is loaded
     accelerator = _make_accelerator(cfg.device)
+    if _zero_stage(accelerator) == 3 and (cfg.save_steps or ckpt is not None):
+        raise ValueError("--save-steps/--resume are not supported under DeepSpeed ZeRO-3 (rlcore.checkpoint saves "
+                         "whole state dicts); use ZeRO-2 or the LoRA recipe for resumable runs")
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     seed_everything(cfg.seed)
     records = records if records is not None else load_emotioncot(cfg.input, cfg.audio_root or None)
@@ -226,7 +242,7 @@ def train_ptr(cfg: TrainConfig, policy: AudioTextPolicy | None = None, records: 
     if cfg.lora_r > 0:
         policy.model = apply_lora(policy.model, cfg)
     if cfg.gradient_checkpointing:
-        policy.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _enable_activation_checkpointing(policy.model)
     ptr_cfg = PTRConfig(**{f: getattr(cfg, f) for f in PTRConfig.__dataclass_fields__})
     reason_fn = get_ptr_reasoning_reward(judge if judge is not None else cfg.judge, ptr_cfg, cfg.group_size)
     outcome = SimilarityReward(cfg.similarity_file or None) if cfg.outcome_reward == "similarity" else accuracy_reward
@@ -295,8 +311,10 @@ def train_ptr(cfg: TrainConfig, policy: AudioTextPolicy | None = None, records: 
                                               "judge_calls_this_run": judge_calls,
                                               "last": {k: v for k, v in history[-1].items() if k != "sample"}
                                               if history else None})
-        if cfg.save:
-            policy.model.save_pretrained(str(out / "final"))
+    if cfg.save:  # every rank takes part in gathering a ZeRO-3 state dict; the main process writes
+        state = accelerator.get_state_dict(model)
+        if main:
+            policy.model.save_pretrained(str(out / "final"), state_dict=state)
             policy.processor.save_pretrained(str(out / "final"))
     return {"history": history, "judge_calls": judge_calls, "output_dir": str(out), "world_size": world}
 
