@@ -6,8 +6,10 @@ Usage: uv run --no-sync python tools/bench/p_genrm.py [--pairs 4] [--max-new-tok
    tiny model cannot write the evaluation-chain format, so each generated text is replaced, after generation, by a
    valid chain (``FormattedGenerator``) so the Pro-k path (anchor embedding, neighbour search, neighbour
    re-scoring) runs as it would with a trained model; all generation cost is real. Batched = TestTimeScaler's
-   path (all Ind chains of all pairs in one generate call, then all neighbour re-scorings in one); sequential =
-   one chain per generate call. Same pairs, same run. Embedder: the offline all-MiniLM-L6-v2.
+   path (all Ind chains of all pairs in one generate call, then all neighbour re-scorings in one; rlcore's
+   HFGenerator prefills each distinct prompt once and expands its KV cache to the n samples); sequential = one
+   chain per generate call. Same pairs, same run, torch pinned to one thread for both. Embedder: the offline
+   all-MiniLM-L6-v2. ``--cached`` adds the ``ind2+cpro2`` cached-prototype mode (4 chains per pair).
 2. Search. ``PrototypeIndex.search`` (faiss IVF, lists = prototype members, nprobe 1) over ``--members`` random
    unit vectors (d=384, K=100 spherical K-means prototypes), one query at a time.
 Prints one JSON object.
@@ -36,12 +38,12 @@ class FormattedGenerator:
         self.chain = render_chain("Style: concise. Values: honesty.", [("brevity", 60, 7, 4), ("honesty", 40, 6, 6)])
 
     def generate(self, prompts=None, params=None, generator=None, prompt_ids=None):
-        out = self.inner.generate(prompts=prompts, params=params, generator=generator)
+        out = self.inner.generate(prompts=prompts, prompt_ids=prompt_ids, params=params, generator=generator)
         return [[SimpleNamespace(prompt_index=c.prompt_index, text=self.chain, token_ids=c.token_ids) for c in comps]
                 for comps in out]
 
 
-def bench_scoring(n_pairs: int, max_new_tokens: int) -> dict:
+def bench_scoring(n_pairs: int, max_new_tokens: int, cached: bool = False) -> dict:
     import torch
     from p_genrm.evaluation_chain import HistoryPair, ScoreRequest, build_messages
     from p_genrm.prototypes import Member, PrototypeIndex, SentenceEmbedder, compute_kmeans_prototypes
@@ -50,13 +52,13 @@ def bench_scoring(n_pairs: int, max_new_tokens: int) -> dict:
     from rlcore.rollout import HFGenerator
     from rlcore.testing import tiny_causal_lm, tiny_tokenizer
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # both paths pinned to one thread (issue 18)
     tok = tiny_tokenizer()
     gen = FormattedGenerator(HFGenerator(tiny_causal_lm(tok), tok))
     embedder = SentenceEmbedder()
     styles = ["concise", "detailed", "formal", "playful"]
     texts = [f"Style: {styles[i % 4]}. Values: {['honesty', 'kindness'][i % 2]}. Case {i}." for i in range(64)]
-    members = [Member(f"m{i}", f"r{i}", (HistoryPair("Hi", f"short answer {i}", f"long answer {i}"),) * 3)
+    members = [Member(f"m{i}", f"r{i}", (HistoryPair("Hi", f"short answer {i}", f"long answer {i}"),) * 3, texts[i])
                for i in range(64)]
     E = embedder(texts)
     A, _ = compute_kmeans_prototypes(E, 4, seed=0)
@@ -65,16 +67,22 @@ def bench_scoring(n_pairs: int, max_new_tokens: int) -> dict:
     reqs = [ScoreRequest(f"Question {i}: how to learn Python?", "Use the tutorial.", "Read a long book about it.",
                          hist, user_id=f"u{i}") for i in range(n_pairs)]
     out = {}
-    for mode in ("batched", "sequential"):
+    embedder(texts[:1])  # load the encoder before timing
+    for mode in ("batched", "sequential") + (("cached",) if cached else ()):
         scorer = GenRMScorer(gen, max_new_tokens=max_new_tokens, max_retries=0, seed=0)
-        scaler = TestTimeScaler(scorer, index, embedder, ind_n=16, pro_k=8)
+        n, k = (2, 2) if mode == "cached" else (16, 8)
+        scaler = TestTimeScaler(scorer, index, embedder, ind_n=n, pro_k=k,
+                                pro_mode="cached" if mode == "cached" else "neighbours")
         t0 = time.perf_counter()
-        res = scaler.score(reqs, batched=mode == "batched")
+        res = scaler.score(reqs, batched=mode != "sequential")
         dt = time.perf_counter() - t0
-        assert all(r.n_self == 16 and r.n_neighbors == 8 for r in res), "every pair must use 16 + 8 chains"
+        assert all(r.n_self == n and r.n_neighbors == k for r in res), f"every pair must use {n} + {k} chains"
         out[mode] = {"seconds": round(dt, 3), "pairs_per_s": round(n_pairs / dt, 4),
                      "generate_calls": scorer.stats.generate_calls}
     out["speedup"] = round(out["batched"]["pairs_per_s"] / out["sequential"]["pairs_per_s"], 2)
+    if cached:
+        out["cached_speedup_vs_sequential"] = round(out["cached"]["pairs_per_s"] / out["sequential"]["pairs_per_s"], 2)
+    out["threads"] = torch.get_num_threads()
     out.update({"pairs": n_pairs, "chains_per_pair": 24, "max_new_tokens": max_new_tokens,
                 "prompt_tokens": len(tok(tok.apply_chat_template(build_messages(reqs[0]), tokenize=False)).input_ids)})
     return out
@@ -110,9 +118,13 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--members", type=int, default=100_000)
+    ap.add_argument("--cached", action="store_true", help="also time the ind2+cpro2 cached-prototype mode")
+    ap.add_argument("--skip-search", action="store_true", help="only the scoring benchmark")
     args = ap.parse_args()
-    print(json.dumps({"scoring_ind16_pro8": bench_scoring(args.pairs, args.max_new_tokens),
-                      "prototype_search": bench_search(args.members)}, indent=2))
+    out = {"scoring_ind16_pro8": bench_scoring(args.pairs, args.max_new_tokens, args.cached)}
+    if not args.skip_search:
+        out["prototype_search"] = bench_search(args.members)
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

@@ -93,3 +93,55 @@ def test_load_hf_rows_from_saved_dataset(tmp_path):
     datasets.Dataset.from_list([bad]).save_to_disk(str(tmp_path / "bad"))
     with pytest.raises(DataError, match=r"bad\[0\]: split must be one of"):
         load_hf_rows(str(tmp_path / "bad"))
+
+
+def prb_record(i, **kw):
+    """A record in Personalized RewardBench's released layout (QiyaoMa/Personalized-RewardBench, test split)."""
+    r = {"id": f"art-{i}", "question": "Which jazz albums should I start with?",
+         "profile": [{"category": "Music", "id": "p1", "text": "I cook pasta every Sunday."},
+                     {"category": "Music", "id": "p2", "text": "Bebop jazz albums are my favourite thing."},
+                     {"category": "Music", "id": "p3", "text": ""},
+                     {"category": "Music", "id": "p4", "text": "Which albums of Miles Davis are essential?"}],
+         "rubric_aspects": [{"aspect": "cites bebop", "evidence": "p2", "reason": "the user loves bebop"}],
+         "narrative": "The user is a bebop fan.", "category": "Art_and_Entertainment",
+         "chosen": "Start with Bird and Diz.", "rejected": "Start with smooth jazz."}
+    r.update(kw)
+    return r
+
+
+def test_personalized_rewardbench_loader_on_a_sample_file(tmp_path):
+    from p_genrm.data import detect_format, load_benchmark, make_request
+    from p_genrm.evaluation_chain import build_messages
+
+    path = write(tmp_path / "prb.jsonl", [prb_record(0), prb_record(1, profile=["plain string entry"])])
+    assert detect_format(path) == "personalized-rewardbench"
+    users = load_benchmark(path, profile_size=2, profile_chars=20)
+    assert list(users) == ["art-0", "art-1"] and all(len(u.test) == 1 and not u.train for u in users.values())
+    row = users["art-0"].test[0]
+    # overlap with {which, jazz, albums, should, i, start, with}: p4 shares 2 (which, albums), p2 shares 2
+    # (jazz, albums; "i" is not in it), p1 shares 1 ("i"): p2 and p4, in profile order, clipped to 20 characters
+    assert row.profile == ("Bebop jazz albums ar", "Which albums of Mile")
+    assert (row.query, row.chosen, row.rejected) == ("Which jazz albums should I start with?",
+                                                     "Start with Bird and Diz.", "Start with smooth jazz.")
+    system = build_messages(make_request(row, (), True))[0]["content"]
+    assert "[The Start of User's profile]\n- Bebop jazz albums ar\n" in system
+    assert "cites bebop" not in system and "bebop fan" not in system  # the rubric is the answer: never shown
+    assert "no preference history" not in system
+    assert users["art-1"].test[0].profile == ("plain string entry",)
+
+
+@pytest.mark.parametrize("bad, msg", [({"profile": "text"}, "'profile' must be a list"),
+                                      ({"profile": [{"text": 3}]}, "profile\\[0\\]"),
+                                      ({"chosen": ""}, "'chosen' is empty")])
+def test_personalized_rewardbench_bad_records_name_file_and_line(tmp_path, bad, msg):
+    from p_genrm.data import load_personalized_rewardbench
+
+    path = write(tmp_path / "prb.jsonl", [prb_record(0), prb_record(1, **bad)])
+    with pytest.raises(DataError, match=f"prb.jsonl:2: .*{msg}"):
+        load_personalized_rewardbench(path)
+    rec = prb_record(0)
+    del rec["question"]
+    with pytest.raises(DataError, match="prb.jsonl:1: .*lacks field.*question"):
+        load_personalized_rewardbench(write(tmp_path / "prb.jsonl", [rec]))
+    with pytest.raises(DataError, match="duplicated id"):
+        load_personalized_rewardbench(write(tmp_path / "prb.jsonl", [prb_record(0), prb_record(0)]))

@@ -71,7 +71,8 @@ def make_index(sizes, d=4, seed=0):
     for j, n in enumerate(sizes):
         for i in range(n):
             E.append(A[j] + 0.05 * rng.normal(size=d))
-            members.append(Member(f"user{j}_{i}", f"row{j}_{i}", (HistoryPair(f"h{j}", f"c{j}{i}", f"r{j}{i}"),)))
+            members.append(Member(f"user{j}_{i}", f"row{j}_{i}", (HistoryPair(f"h{j}", f"c{j}{i}", f"r{j}{i}"),),
+                                  f"analysis of prototype {j} member {i}"))
     return PrototypeIndex(A, np.array(E), members)
 
 
@@ -123,3 +124,27 @@ def test_scaler_bad_arguments(scripted):
         TestTimeScaler(GenRMScorer(scripted()), ind_n=0)
     with pytest.raises(ValueError, match="prototype index"):
         TestTimeScaler(GenRMScorer(scripted()), ind_n=1, pro_k=2)
+
+
+def test_cached_prototype_mode_uses_the_central_members_criteria_in_one_shared_prompt(scripted):
+    index = make_index([5, 5])
+    # prototype 0 = e_0: its most central member is the one with the largest E_n . e_0
+    central = int(np.argmax(index.E[:5, 0]))
+    cards = index.prototype_criteria()
+    assert cards[0] == f"analysis of prototype 0 member {central}" and cards[1].startswith("analysis of prototype 1")
+    gen = scripted()
+    scaler = TestTimeScaler(GenRMScorer(gen), index, AnchorEmbedder(), ind_n=2, pro_k=2, pro_mode="cached")
+    (res,) = scaler.score([REQ])
+    assert gen.calls == [(1, 2), (1, 2)]  # 2 own chains + 2 chains of ONE prompt: 4 chains per pair
+    own, pro = gen.prompts[0][0], gen.prompts[1][0]
+    assert "Similar users' analysis" not in own and f"analysis of prototype 0 member {central}" in pro
+    assert "User: u\nChosen: c\nRejected: r" in pro  # the user's own history stays
+    assert res.prototype == 0 and res.n_self == 2 and res.n_neighbors == 2
+    assert res.final == compute_fused_scores(res.self_scores, res.nb_scores)
+
+
+def test_cached_mode_needs_member_analyses():
+    idx = make_index([3])
+    bare = PrototypeIndex(idx.A, idx.E, [Member(m.user_id, m.row_id, m.history) for m in idx.members])
+    with pytest.raises(ValueError, match="no member analyses"):
+        TestTimeScaler(GenRMScorer(None), bare, AnchorEmbedder(), ind_n=1, pro_k=2, pro_mode="cached")

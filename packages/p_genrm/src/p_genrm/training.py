@@ -102,7 +102,8 @@ def _grpo_trainer(cfg: TrainConfig, rows: list[dict], curriculum: bool, judge: A
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_completion_length=cfg.max_completion_length,
         shuffle_dataset=not curriculum,
         reward_weights=[cfg.beta] if curriculum else [cfg.alpha, cfg.beta],
-        **_save_kw(cfg), **_vllm_kw(cfg),
+        backend=cfg.backend, tensor_parallel_size=cfg.tensor_parallel_size,
+        gpu_memory_utilization=cfg.gpu_memory_utilization, **_save_kw(cfg),
     )
     model, tok = load_model_and_tokenizer(cfg.model, device="cpu" if args.use_cpu else None)
     rows = [{**r, "prompt": fit_messages(r["prompt"], tok)} for r in rows]
@@ -136,18 +137,6 @@ def _sft_trainer(cfg: TrainConfig):
 def _save_kw(cfg: TrainConfig) -> dict[str, Any]:
     """Transformers checkpointing: ``checkpoint-N`` every ``save_steps`` (0 = none; the final model is saved)."""
     return {"save_strategy": "steps", "save_steps": cfg.save_steps} if cfg.save_steps else {"save_strategy": "no"}
-
-
-def _vllm_kw(cfg: TrainConfig) -> dict[str, Any]:
-    """TRL's own vLLM integration (colocate mode) for ``--backend vllm``; a missing vLLM is a one-line error."""
-    if cfg.backend != "vllm":
-        return {}
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is None:
-        raise ValueError("the vllm backend needs vLLM: pip install 'rlcore[vllm]'")
-    return {"use_vllm": True, "vllm_mode": "colocate", "vllm_tensor_parallel_size": cfg.tensor_parallel_size,
-            "vllm_gpu_memory_utilization": cfg.gpu_memory_utilization}
 
 
 def run_training(cfg: TrainConfig, save: bool = True, judge: Any = None) -> dict[str, Any]:
