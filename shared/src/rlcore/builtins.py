@@ -74,18 +74,27 @@ def load_model_and_tokenizer(ref: str, device=None, dtype=None, padding_side: st
     """Load a causal LM and its tokenizer from a built-in, a local path or a hub name.
 
     The tokenizer gets a pad token (eos) when it has none, and ``padding_side`` (left for generation).
+    The reference is checked first (:func:`rlcore.cli.check_model_ref`): a mistyped local path is the one-line
+    ``ValueError("no model at ./x")`` before transformers is imported or the hub is tried.
 
     Raises:
-        ValueError: the model's vocabulary is smaller than the tokenizer's (a model/tokenizer mismatch).
+        ValueError: no model at a local path; a model that cannot be loaded (one line: the reference and the
+            loader's first message line); the model's vocabulary is smaller than the tokenizer's.
 
     """
+    from .cli import check_model_ref
+
+    path = check_model_ref(ref)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .device import get_device, resolve_dtype
 
-    path = resolve(ref)
     dev = get_device(device)
-    tok = AutoTokenizer.from_pretrained(path)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except OSError as e:  # hub id not found / offline / no tokenizer files: one line, not a traceback
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"cannot load model {ref!r}: {first}") from None
     if tok.pad_token is None:
         if tok.eos_token is None:
             raise ValueError(f"tokenizer of {ref!r} has neither a pad nor an eos token")
