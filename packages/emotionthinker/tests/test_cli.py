@@ -39,7 +39,7 @@ def test_prosody_folder_to_jsonl_with_a_bad_file(tmp_path):
     assert "broken.wav" in next(r for r in recs if "error" in r)["error"]
 
 
-def test_annotate_adds_levels_caption_and_prompt(tmp_path):
+def test_annotate_adds_levels_caption_and_prompt(tmp_path, monkeypatch):
     rows = []
     for i, f0 in enumerate([110.0, 160.0, 230.0]):
         write_wav(tmp_path / f"s{i}.wav", harmonic_voice(f0, 0.6, amplitude=0.1 * (i + 1)))
@@ -58,6 +58,15 @@ def test_annotate_adds_levels_caption_and_prompt(tmp_path):
     assert [r["energy_level"] for r in recs[:3]] == ["low", "normal", "high"]
     assert recs[0]["caption"].startswith('A female speaker says "we made it" with low pitch')
     assert "error" in recs[3] and "bad.wav" in recs[3]["error"]
+    first = out.read_text()
+    # a rerun finds every record's features in out.jsonl.prosody.jsonl (streamed as extracted): nothing re-extracted
+    import emotionthinker.annotate as ann
+
+    monkeypatch.setattr(ann, "extract_many", lambda paths, *a, **k: iter([]) if not paths else 1 / 0)
+    res = runner.invoke(app, ["annotate", "--input", str(src), "--output", str(out), "--min-group", "3"])
+    assert res.exit_code == 0, res.output
+    assert out.read_text() == first
+    monkeypatch.undo()
     cuts = tmp_path / "out.jsonl.calibration.json"
     assert json.loads(cuts.read_text())["levels"]["pitch_level"]["groups"]["X/female"]["cuts"] is not None
     # reuse the cut points on one clip of another corpus: its levels come from the file, not from refitting
@@ -114,3 +123,27 @@ def test_train_infer_eval_cli_smoke(tmp_path):
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["eval", "--input", str(pred), "--output-dir", str(tmp_path / "ev")])
     assert res.exit_code == 0 and '"n": 2' in res.output
+
+
+def test_backend_help_is_rlcore_s_and_listed_by_generating_verbs():
+    from emotionthinker.config import BACKEND_HELP
+    from rlcore.rollout import BACKEND_HELP as RLCORE_HELP
+
+    assert BACKEND_HELP == RLCORE_HELP
+    for verb in ("infer", "train"):
+        res = runner.invoke(app, [verb, "--help"], terminal_width=80)
+        assert res.exit_code == 0 and "--backend" in res.output and "--tensor-parallel-size" in res.output
+
+
+def test_recipes_load_into_the_train_config():
+    from pathlib import Path
+
+    from rlcore.cli import load_config
+
+    recipes = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 3
+    for r in recipes:
+        cfg = load_config(TrainConfig, r)
+        assert cfg.input and cfg.steps >= 1
+        text = r.read_text()
+        assert "sized for" in text.lower()  # every recipe states the hardware it was sized for

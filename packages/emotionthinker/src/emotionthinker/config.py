@@ -159,6 +159,12 @@ class PTRConfig:
 
 
 BACKENDS = ("hf", "vllm")
+# rlcore.rollout.BACKEND_HELP, repeated here so that `--help` does not import torch (a test checks they match)
+BACKEND_HELP = {
+    "backend": "generation backend: hf (transformers, any device) or vllm (GPU; pip install 'rlcore[vllm]')",
+    "tensor_parallel_size": "vllm backend: number of GPUs the model is split over (tensor parallelism)",
+    "gpu_memory_utilization": "vllm backend: fraction of GPU memory vLLM may use for weights + KV cache (0-1]",
+}
 OUTCOME_REWARDS = ("exact", "similarity")
 
 
@@ -197,9 +203,9 @@ class TrainConfig(PTRConfig):
     gradient_checkpointing: bool = option(False, "activation checkpointing in the policy (memory for compute)")
     save_steps: int = option(0, "write output_dir/checkpoint-N every N steps (0 = none)")
     resume: str = option("", "resume from 'latest' (newest checkpoint in output_dir) or a checkpoint path")
-    backend: str = option("hf", "rollout engine: hf | vllm (rlcore.rollout)")
-    tensor_parallel_size: int = option(1, "vLLM tensor-parallel size (backend vllm)")
-    gpu_memory_utilization: float = option(0.9, "vLLM GPU memory fraction (backend vllm)")
+    backend: str = option("hf", BACKEND_HELP["backend"])
+    tensor_parallel_size: int = option(1, BACKEND_HELP["tensor_parallel_size"])
+    gpu_memory_utilization: float = option(0.9, BACKEND_HELP["gpu_memory_utilization"])
     seed: int = option(0, "seed")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     dtype: str = option("auto", "auto, bf16, fp16 or fp32")
@@ -230,9 +236,9 @@ class InferConfig:
     temperature: float = option(0.0, "0 = greedy")
     batch_size: int = option(4, "clips per generate call")
     limit: int = option(0, "only the first N records (0 = all)")
-    backend: str = option("hf", "rollout engine: hf | vllm (rlcore.rollout)")
-    tensor_parallel_size: int = option(1, "vLLM tensor-parallel size (backend vllm)")
-    gpu_memory_utilization: float = option(0.9, "vLLM GPU memory fraction (backend vllm)")
+    backend: str = option("hf", BACKEND_HELP["backend"])
+    tensor_parallel_size: int = option(1, BACKEND_HELP["tensor_parallel_size"])
+    gpu_memory_utilization: float = option(0.9, BACKEND_HELP["gpu_memory_utilization"])
     seed: int = option(0, "seed")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     dtype: str = option("auto", "auto, bf16, fp16 or fp32")
