@@ -376,3 +376,14 @@ def test_scripted_generator(tok):
     assert r.text == tok.decode(tok("ABC and more words").input_ids[:2])
     with pytest.raises(ValueError, match="at least one"):
         ScriptedGenerator([], tok)
+
+
+def test_backend_names_are_torch_free_and_re_exported():
+    import subprocess
+
+    import rlcore.backends as b
+    import rlcore.rollout as r
+
+    assert r.BACKEND_HELP is b.BACKEND_HELP and r.BackendUnavailableError is b.BackendUnavailableError
+    code = "import sys, rlcore.backends; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -29,6 +29,8 @@ from typing import Any, Literal, Protocol
 
 import torch
 
+# torch-free definitions (package configs import them at class-definition time), re-exported here
+from .backends import BACKEND_HELP, BACKENDS, VLLM_MISSING, BackendUnavailableError
 from .lm import cache_kwarg, lm_forward
 
 __all__ = [
@@ -48,17 +50,6 @@ __all__ = [
     "score_continuations",
 ]
 
-BACKENDS = ("hf", "vllm")
-BACKEND_HELP = {
-    "backend": "generation backend: hf (transformers, any device) or vllm (GPU; pip install 'rlcore[vllm]')",
-    "tensor_parallel_size": "vllm backend: number of GPUs the model is split over (tensor parallelism)",
-    "gpu_memory_utilization": "vllm backend: fraction of GPU memory vLLM may use for weights + KV cache (0-1]",
-}
-VLLM_MISSING = "the vllm backend needs vLLM: pip install 'rlcore[vllm]'"
-
-
-class BackendUnavailableError(ValueError):
-    """A generation backend whose library is not installed (a ValueError: CLIs exit 2 with its one-line message)."""
 
 
 @dataclasses.dataclass
