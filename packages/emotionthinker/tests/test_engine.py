@@ -123,3 +123,28 @@ def test_infer_streams_and_a_rerun_writes_only_the_missing_records(tmp_path):
     assert res == {"written": 1, "skipped": 2} and len(calls) == 1 and len(calls[0].prompt_ids) == 1
     assert part.read_text() == full.read_text()
     assert run_inference(cfg, policy=policy) == {"written": 0, "skipped": 3}
+
+
+def test_rewards_are_combined_with_none_skipped():
+    from emotionthinker.config import PTRConfig
+    from emotionthinker.rewards import accuracy_reward, get_ptr_reasoning_reward
+    from emotionthinker.trainer import ptr_step
+    from rlcore.testing import ScriptedGenerator
+
+    policy = tiny_audio_policy()
+    texts = ["<think>a</think><answer>sad</answer>", "sad", "<think>b</think><answer>happy</answer>", "x"]
+    gen = ScriptedGenerator(texts, policy.tokenizer)
+
+    def thinks(prompts, completions, **kw):  # a reward that abstains (None) where it does not apply
+        return [1.0 if "<think>" in c else None for c in completions]
+
+    cfg = TrainConfig(input="unused.jsonl", group_size=2, max_new_tokens=16, device="cpu")
+    reason = get_ptr_reasoning_reward("prosody-rubric", PTRConfig(schedule="step", t0=99), group_size=2)
+    opt = torch.optim.AdamW(policy.model.parameters(), lr=1e-3)
+    batch = [{"audio_path": "a.wav", "emotion": "sad"}, {"audio_path": "b.wav", "emotion": "sad"}]
+    audios = [harmonic_voice(150.0, 0.5), harmonic_voice(200.0, 0.5)]
+    raw = ptr_step(policy, policy.model, gen, opt, batch, audios, cfg, [thinks, accuracy_reward, reason],
+                   [2.0, 1.0, 1.0], reason, step=0, seeds=[0, 2])
+    # 2*1 + 1 + 0 | None skipped: 0 + 0 | 2*1 + 0 + 0 | None skipped: 0
+    assert raw["rewards"] == [3.0, 0.0, 2.0, 0.0]
+    assert raw["format"] == [1.0, None, 1.0, None]
