@@ -30,7 +30,7 @@ def test_help_lists_commands():
 def test_train_malformed_jsonl_is_a_clear_error(tmp_path):
     p = tmp_path / "prompts.jsonl"
     p.write_text('{"question": "ok", "length_range": [1, 2]}\n{"question": \n')
-    res = runner.invoke(app, ["train", "--model", "m", "--dataset", str(p), "--output-dir", str(tmp_path / "o")])
+    res = runner.invoke(app, ["train", "--model", "m", "--input", str(p), "--output-dir", str(tmp_path / "o")])
     assert res.exit_code == 2
     assert "prompts.jsonl:2" in res.output and "malformed JSON" in res.output
 
@@ -59,7 +59,7 @@ def test_config_file_and_flag_override(tmp_path):
 @pytest.mark.filterwarnings("ignore:.*gradient_checkpointing.* is deprecated:FutureWarning")
 def test_train_smoke(tiny_policy, prompts_jsonl, tmp_path):
     res = runner.invoke(app, [
-        "train", "--model", tiny_policy, "--dataset", prompts_jsonl, "--output-dir", str(tmp_path / "run"),
+        "train", "--model", tiny_policy, "--input", prompts_jsonl, "--output-dir", str(tmp_path / "run"),
         "--template", "<|user|>: {question} <|assistant|>:", "--untagged", "whole", "--num-generations", "4",
         "--per-device-train-batch-size", "4", "--max-steps", "1", "--max-completion-length", "6",
         "--save-steps", "0", "--device", "cpu"])

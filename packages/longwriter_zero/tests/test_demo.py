@@ -10,6 +10,8 @@ def test_demo_quick_runs_and_reports_computed_figures():
     res = run_demo(quick=True)
     assert set(res) == {"what", "headline", "metrics"}
     m = res["metrics"]
-    assert 0 <= m["length_reward_before"] <= 1 and 0 <= m["length_reward_after"] <= 1
-    assert f"{m['length_reward_before']:.3f}" in res["headline"]
-    assert len(m["logged_length_reward_per_step"]) == m["steps"]
+    assert 0 <= m["in_range_before"] <= 1 and 0 <= m["length_reward_before"] <= 1
+    for mode in ("average", "gated"):
+        assert 0 <= m[mode]["in_range_after"] <= 1
+        assert len(m[mode]["logged_length_reward_per_step"]) == m["steps"]
+    assert f"{m['gated']['in_range_after']:.2f}" in res["headline"]

@@ -66,7 +66,7 @@ def test_judge_pairs_both_orders_and_unparsable():
              {"question": "q", "answer": "weird text", "baseline_model": "m2", "baseline_answer": "other"}]
     matches, stats = judge_pairs(judge, items)
     assert len(prompts) == 4  # every pair judged twice, order swapped
-    assert stats == {"judgements": 4, "unparsable": 2, "wins": 2, "losses": 0, "ties": 0}
+    assert stats == {"judgements": 4, "unparsable": 2, "wins": 2, "losses": 0, "ties": 0, "cached": 0}
     assert matches == [("policy", "m1", 1.0), ("policy", "m1", 1.0)]
 
 
@@ -111,3 +111,74 @@ def test_hf_judge_unparsable_output_is_counted(tiny_policy):
     items = [{"question": "q", "answer": "a", "baseline_model": "m", "baseline_answer": "b"}]
     matches, stats = judge_pairs(judge, items)
     assert stats["judgements"] == 2 and stats["unparsable"] + len(matches) == 2
+
+
+def test_judgements_survive_a_failing_judge(tmp_path):
+    """Each verdict is appended when made: after the judge dies mid-way, the rerun judges only what is missing."""
+    items = [{"question": "q", "answer": f"good {i}", "baseline_model": f"m{i}", "baseline_answer": "bad"}
+             for i in range(3)]
+    cache = str(tmp_path / "verdicts.jsonl")
+    seen = []
+
+    def dying_judge(prompt):
+        if len(seen) == 4:
+            raise RuntimeError("endpoint down")
+        seen.append(prompt)
+        return "[[A]]" if "good" in prompt.split("[Response A]")[1].split("[Response B]")[0] else "[[B]]"
+
+    with pytest.raises(RuntimeError, match="endpoint down"):
+        judge_pairs(dying_judge, items, cache=cache, batch_size=1)
+    assert len((tmp_path / "verdicts.jsonl").read_text().splitlines()) == 4
+    rerun = []
+
+    def judge(prompt):
+        rerun.append(prompt)
+        return "[[A]]" if "good" in prompt.split("[Response A]")[1].split("[Response B]")[0] else "[[B]]"
+
+    matches, stats = judge_pairs(judge, items, cache=cache)
+    assert len(rerun) == 2 and stats["cached"] == 4 and stats["wins"] == 6
+    assert matches == [("policy", f"m{i}", 1.0) for i in range(3) for _ in range(2)]
+
+
+def test_endpoint_judge_retries_with_backoff():
+    """A 503 then a 200 from a loopback server: the openai client retries, the verdict arrives."""
+    import http.server
+    import threading
+
+    from longwriter_zero.arena import EndpointJudge
+
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            hits.append(self.path)
+            if len(hits) == 1:
+                self.send_response(503)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"error": {"message": "busy"}}')
+                return
+            body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "j", "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "ok [[B]]"}}]})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        judge = EndpointJudge(f"http://127.0.0.1:{server.server_port}/v1", "j", max_retries=2, timeout=10)
+        try:
+            assert parse_verdict(judge("compare")) == "B"
+        finally:
+            judge.client.close()
+        assert hits == ["/v1/chat/completions"] * 2
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -20,7 +20,7 @@ KEYS = ("loss", "rewards/length_reward/mean", "rewards/format_reward/mean", "kl"
 def test_grpo_trajectory_matches_golden(tiny_policy, prompts_jsonl, tmp_path):
     out = tmp_path / "run"
     res = CliRunner().invoke(app, [
-        "train", "--model", tiny_policy, "--dataset", prompts_jsonl, "--output-dir", str(out),
+        "train", "--model", tiny_policy, "--input", prompts_jsonl, "--output-dir", str(out),
         "--template", "<|user|>: {question} <|assistant|>:", "--untagged", "whole", "--num-generations", "4",
         "--per-device-train-batch-size", "8", "--max-steps", "3", "--max-completion-length", "8",
         "--learning-rate", "0.01", "--save-steps", "0", "--device", "cpu", "--seed", "0"])

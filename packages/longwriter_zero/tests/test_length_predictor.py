@@ -53,7 +53,7 @@ def test_predictor_rules_model_fallback_and_cache():
         calls.append(list(queries))
         return [next(replies) for _ in queries]
 
-    p.model = object()  # any non-None model triggers the assessor path
+    p.generator = object()  # any non-None generator triggers the assessor path
     p._generate = fake_generate
     out = p.predict(["Write 500 words", "Write an essay", "Write a letter", "Write an essay"])
     assert [(x.lower, x.upper, x.source) for x in out] == [
@@ -93,3 +93,30 @@ def test_predict_length_file_keeps_cached(tmp_path):
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["length_range"] for r in rows] == [[900, 1100], [0, 0], [6000, 9000]]
     assert [r.get("length_source") for r in rows] == ["rule", "fallback", None]
+
+
+def test_ambiguous_counts_go_to_the_assessor_through_rlcore():
+    from rlcore.testing import ScriptedGenerator, recording_generators, tiny_tokenizer
+
+    gen = ScriptedGenerator(lambda prompt: '{"range": [200, 300]}', tiny_tokenizer())
+    p = LengthRangePredictor(generator=gen)
+    with recording_generators() as calls:
+        (pred,) = p.predict(["Summarize this 5,000-word article in 200 words"])
+    assert (pred.lower, pred.upper, pred.source) == (200, 300, "model")  # not the rules' [4500, 5500]
+    assert len(calls) == 1 and calls[0].params.temperature == 0.0  # greedy, via rlcore.rollout
+
+
+def test_length_rules_off_sends_every_query_to_the_assessor():
+    from rlcore.testing import ScriptedGenerator, tiny_tokenizer
+
+    gen = ScriptedGenerator(lambda prompt: '{"range": [400, 600]}', tiny_tokenizer())
+    on = LengthRangePredictor(generator=gen).predict(["Write 1000 words"])[0]
+    off = LengthRangePredictor(generator=gen, use_rules=False).predict(["Write 1000 words"])[0]
+    assert (on.range, on.source) == ([900, 1100], "rule") and (off.range, off.source) == ([400, 600], "model")
+
+
+def test_length_rules_flag_is_validated():
+    from longwriter_zero.config import PredictLengthConfig
+
+    with pytest.raises(ValueError, match="length_rules"):
+        PredictLengthConfig(input="a", output="b", length_rules="maybe")

@@ -24,7 +24,7 @@ def _pairs(path, n=8):
 def test_train_rm_then_score(tiny_seqcls_base, tmp_path):
     from longwriter_zero.writing_reward import get_writing_reward
 
-    cfg = TrainRMConfig(model=tiny_seqcls_base, dataset=_pairs(tmp_path / "pairs.jsonl"),
+    cfg = TrainRMConfig(model=tiny_seqcls_base, input=_pairs(tmp_path / "pairs.jsonl"),
                         output_dir=str(tmp_path / "rm"), max_length=64, learning_rate=5e-3, max_steps=6,
                         per_device_train_batch_size=4, device="cpu")
     res = train_reward_model(cfg)
@@ -76,6 +76,6 @@ def test_training_and_scoring_see_the_same_tokens(tiny_seqcls_base, tmp_path):
 def test_long_pairs_are_truncated_not_dropped(tiny_seqcls_base, tmp_path):
     p = tmp_path / "long.jsonl"
     p.write_text(json.dumps({"prompt": "Write.", "chosen": "word " * 200, "rejected": "bad"}) + "\n")
-    res = train_reward_model(TrainRMConfig(model=tiny_seqcls_base, dataset=str(p), output_dir=str(tmp_path / "rm"),
+    res = train_reward_model(TrainRMConfig(model=tiny_seqcls_base, input=str(p), output_dir=str(tmp_path / "rm"),
                                            max_length=32, max_steps=1, per_device_train_batch_size=1, device="cpu"))
     assert res["pairs_used"] == 1 and res["pairs_truncated"] == 1

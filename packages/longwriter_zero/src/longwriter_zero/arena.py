@@ -2,8 +2,10 @@ r"""Arena-Write-style evaluation: pairwise judging against baseline responses, b
 
 Each (policy answer, baseline answer) pair is judged twice with the order swapped. The judge must end with a verdict
 ``[[A]]``, ``[[B]]`` or ``[[C]]`` (tie); any other output is *counted* as unparsable and leaves that judgement out.
-Judges: any callable ``prompt -> text``; :class:`HFJudge` (a local causal LM) and :class:`EndpointJudge` (an
-OpenAI-compatible ``/chat/completions`` endpoint) are provided.
+Judges: any callable ``prompt -> text``; :class:`HFJudge` (a local causal LM through rlcore's generator, batched)
+and :class:`EndpointJudge` (an OpenAI-compatible endpoint through the ``openai`` client, which retries connection
+errors, 429s and 5xx with exponential backoff) are provided. With a ``cache`` file every verdict is appended as soon
+as it is made, so a judge that fails for good (or a killed run) loses nothing: the rerun judges only what is missing.
 
 Elo: Bradley-Terry strengths fitted by the minorisation-maximisation iteration on win counts (tie = half a win each),
 with one virtual tie per pair of models that met (keeps an unbeaten model finite), shown as
@@ -12,13 +14,12 @@ with one virtual tie per pair of models that met (keeps an unbeaten model finite
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import random
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -52,27 +53,65 @@ def parse_verdict(text: str) -> str | None:
     return found[-1] if found else None
 
 
-def judge_pairs(judge: Callable[[str], str], items: Sequence[dict[str, Any]], policy_name: str = "policy"):
+def _judgement_id(it: dict[str, Any], policy_first: bool) -> str:
+    key = [it["question"], it["answer"], it["baseline_model"], it["baseline_answer"], policy_first]
+    return hashlib.sha1(json.dumps(key, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _judge_many(judge: Callable[[str], str], prompts: list[str]) -> list[str]:
+    batch = getattr(judge, "judge_batch", None)
+    return list(batch(prompts)) if batch is not None else [judge(p) for p in prompts]
+
+
+def judge_pairs(judge: Callable[[str], str], items: Sequence[dict[str, Any]], policy_name: str = "policy",
+                cache: str | None = None, batch_size: int = 8):
     """Judge every (question, policy answer, baseline model, baseline answer) item in both orders.
+
+    Args:
+        judge: ``prompt -> text``; a judge with a ``judge_batch(prompts)`` method is called ``batch_size`` at a time.
+        items: dicts with ``question``, ``answer``, ``baseline_model``, ``baseline_answer``.
+        policy_name: the policy's name in the matches.
+        cache: JSONL where each verdict is appended when made (``id``, ``verdict``); verdicts already there are
+            reused, so a rerun after a failure judges only the missing pairs.
+        batch_size: prompts per ``judge_batch`` call.
 
     Returns:
         ``(matches, stats)``: matches ``(model_a, model_b, score_a)`` with score 1/0.5/0, and counts including
-        ``unparsable``.
+        ``unparsable`` and ``cached``.
     """
+    from rlcore.io import ResumableJsonlWriter, read_jsonl
+
+    jobs = [(it, first, _judgement_id(it, first)) for it in items for first in (True, False)]
+    known: dict[str, str | None] = {}
+    if cache and os.path.isfile(cache) and os.path.getsize(cache):
+        writer = ResumableJsonlWriter(cache)  # drops a partial last line before reading
+        known = {r["id"]: r.get("verdict") for r in read_jsonl(cache)}
+    todo = [(it, first, jid) for it, first, jid in jobs if jid not in known]
+    writer = ResumableJsonlWriter(cache) if cache else None
+    try:
+        for s in range(0, len(todo), batch_size):
+            chunk = todo[s : s + batch_size]
+            prompts = [JUDGE_PROMPT.format(question=it["question"], a=it["answer"] if first else it["baseline_answer"],
+                                           b=it["baseline_answer"] if first else it["answer"]) for it, first, _ in chunk]
+            for (_, _, jid), text in zip(chunk, _judge_many(judge, prompts), strict=True):
+                known[jid] = parse_verdict(text)
+                if writer is not None:
+                    writer.write({"id": jid, "verdict": known[jid]})
+    finally:
+        if writer is not None:
+            writer.close()
     matches: list[tuple[str, str, float]] = []
-    stats = {"judgements": 0, "unparsable": 0, "wins": 0, "losses": 0, "ties": 0}
-    for it in items:
-        for policy_first in (True, False):
-            a, b = (it["answer"], it["baseline_answer"]) if policy_first else (it["baseline_answer"], it["answer"])
-            verdict = parse_verdict(judge(JUDGE_PROMPT.format(question=it["question"], a=a, b=b)))
-            stats["judgements"] += 1
-            if verdict is None:
-                stats["unparsable"] += 1
-                continue
-            score_first = {"A": 1.0, "B": 0.0, "C": 0.5}[verdict]
-            score = score_first if policy_first else 1.0 - score_first  # from the policy's side
-            stats["wins" if score == 1 else "losses" if score == 0 else "ties"] += 1
-            matches.append((policy_name, it["baseline_model"], score))
+    stats = {"judgements": len(jobs), "unparsable": 0, "wins": 0, "losses": 0, "ties": 0,
+             "cached": len(jobs) - len(todo)}
+    for it, policy_first, jid in jobs:
+        verdict = known[jid]
+        if verdict is None:
+            stats["unparsable"] += 1
+            continue
+        score_first = {"A": 1.0, "B": 0.0, "C": 0.5}[verdict]
+        score = score_first if policy_first else 1.0 - score_first  # from the policy's side
+        stats["wins" if score == 1 else "losses" if score == 0 else "ties"] += 1
+        matches.append((policy_name, it["baseline_model"], score))
     return matches, stats
 
 
@@ -135,52 +174,58 @@ def bootstrap_elo(matches: Sequence[tuple[str, str, float]], rounds: int = 200, 
 
 
 class HFJudge:
-    """A local causal-LM judge (greedy; chat template when the tokenizer has one)."""
+    """A local causal-LM judge: greedy, chat template when the tokenizer has one, batched through rlcore's generator."""
 
-    def __init__(self, model: str, max_new_tokens: int = 512, device: str | None = None):
+    def __init__(self, model: str, max_new_tokens: int = 512, device: str | None = None, backend: str = "hf",
+                 tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9):
         from rlcore.builtins import load_model_and_tokenizer
+        from rlcore.rollout import make_generator
 
-        self.model, self.tok = load_model_and_tokenizer(model, device=device)
+        if backend == "hf":
+            lm, self.tok = load_model_and_tokenizer(model, device=device)
+        else:
+            from rlcore.builtins import resolve
+
+            lm, self.tok = resolve(model), None
+        self.generator = make_generator(lm, self.tok, backend=backend, tensor_parallel_size=tensor_parallel_size,
+                                        gpu_memory_utilization=gpu_memory_utilization)
+        self.tok = self.tok or self.generator.tokenizer
         self.max_new_tokens = max_new_tokens
 
-    def __call__(self, prompt: str) -> str:
-        import torch
+    def judge_batch(self, prompts: list[str]) -> list[str]:
+        """Greedy judge outputs for ``prompts``."""
+        from rlcore.rollout import SamplingParams
 
-        text = prompt
+        params = SamplingParams(max_new_tokens=self.max_new_tokens, temperature=0.0)
         if getattr(self.tok, "chat_template", None):
-            text = self.tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                add_generation_prompt=True)
-        enc = self.tok([text], return_tensors="pt", add_special_tokens=False).to(self.model.device)
-        with torch.no_grad():
-            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                      pad_token_id=self.tok.pad_token_id)
-        return self.tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            outs = self.generator.generate(messages=[[{"role": "user", "content": p}] for p in prompts], params=params)
+        else:
+            outs = self.generator.generate(prompts=prompts, params=params)
+        return [o[0].text for o in outs]
+
+    def __call__(self, prompt: str) -> str:
+        return self.judge_batch([prompt])[0]
 
 
 class EndpointJudge:
-    """An OpenAI-compatible chat endpoint (``{base_url}/chat/completions``); the key comes from ``api_key_env``."""
+    """An OpenAI-compatible chat endpoint via the ``openai`` client (``max_retries`` with exponential backoff).
+
+    The API key comes from the environment variable ``api_key_env``; a local server without keys gets a placeholder.
+    A judge call that still fails after the retries raises (the judgements made so far are in the cache file).
+    """
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", max_tokens: int = 512,
-                 timeout: float = 300.0):
+                 timeout: float = 300.0, max_retries: int = 6):
+        from openai import OpenAI
+
         if not model:
             raise ValueError("judge_model (the model name the endpoint serves) is required for an endpoint judge")
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model, self.key = model, os.environ.get(api_key_env, "")
-        self.max_tokens, self.timeout = max_tokens, timeout
+        self.client = OpenAI(base_url=base_url.rstrip("/"), api_key=os.environ.get(api_key_env) or "unused",
+                             timeout=timeout, max_retries=max_retries)
+        self.model, self.max_tokens = model, max_tokens
 
     def __call__(self, prompt: str) -> str:
-        body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": prompt}],
-                           "max_tokens": self.max_tokens, "temperature": 0}).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.key:
-            headers["Authorization"] = f"Bearer {self.key}"
-        req = urllib.request.Request(self.url, data=body, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                data = json.loads(r.read())
-        except (urllib.error.URLError, TimeoutError) as e:
-            raise RuntimeError(f"judge endpoint {self.url} failed: {e}") from e
-        try:
-            return str(data["choices"][0]["message"]["content"])
-        except (KeyError, IndexError, TypeError):
-            return ""  # counted as unparsable by parse_verdict
+        resp = self.client.chat.completions.create(
+            model=self.model, messages=[{"role": "user", "content": prompt}], max_tokens=self.max_tokens, temperature=0)
+        choices = getattr(resp, "choices", None) or []
+        return (choices[0].message.content or "") if choices else ""  # empty: counted as unparsable

@@ -20,9 +20,13 @@ app = typer.Typer(help="LongWriter-Zero: RL for ultra-long writing (length, writ
 @config_command(app, "train", TrainConfig, help="GRPO on a prompts JSONL with the three rewards and advantage averaging.")
 def train_cmd(cfg: TrainConfig) -> None:
     """Run GRPO training."""
+    from rlcore.training import is_main_process
+
     from .train import train
 
     res = train(cfg)
+    if not is_main_process():  # under `accelerate launch` one process reports
+        return
     steps = [h for h in res["log_history"] if "rewards/length_reward/mean" in h]
     if steps:
         console().print(f"length reward: step 1 {steps[0]['rewards/length_reward/mean']:.3f} -> "
@@ -30,16 +34,17 @@ def train_cmd(cfg: TrainConfig) -> None:
     typer.echo(res["final_model"])
 
 
-@config_command(app, "generate", GenerateConfig, help="Answer requests with the paper's prompt; streams a single question.")
+@config_command(app, "generate", GenerateConfig, help="Answer requests with the paper's prompt and stop strings.")
 def generate_cmd(cfg: GenerateConfig) -> None:
     """Generate answers."""
-    from .generation import generate_file, stream_answer
+    from .generation import answer_one, generate_file
 
     if cfg.question:
-        stream_answer(cfg)
+        typer.echo(answer_one(cfg))
     else:
-        n = generate_file(cfg)
-        console().print(f"wrote {n} generations to {cfg.output}")
+        counts = generate_file(cfg)
+        console().print(f"wrote {counts['written']} generations to {cfg.output} "
+                        f"({counts['skipped']} already there)")
 
 
 @config_command(app, "predict-length", PredictLengthConfig, help="Add length_range to each record (rules, then an LM assessor).")
@@ -62,11 +67,19 @@ def eval_cmd(cfg: EvalConfig) -> None:
 @config_command(app, "train-rm", TrainRMConfig, help="Train a Bradley-Terry writing RM on preference pairs (TRL RewardTrainer).")
 def train_rm_cmd(cfg: TrainRMConfig) -> None:
     """Train a writing reward model."""
+    from rlcore.training import is_main_process
+
     from .rm_training import train_reward_model
 
-    typer.echo(json.dumps(train_reward_model(cfg)))
+    res = train_reward_model(cfg)
+    if is_main_process():
+        typer.echo(json.dumps(res))
 
 
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":  # python -m longwriter_zero.cli (and so `accelerate launch -m longwriter_zero.cli`)
+    main()

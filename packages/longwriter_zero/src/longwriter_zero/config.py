@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rlcore.backends import BackendFields
 from rlcore.cli import option
 
 __all__ = ["RewardConfig", "TrainConfig", "GenerateConfig", "PredictLengthConfig", "EvalConfig", "TrainRMConfig"]
@@ -29,6 +30,9 @@ class RewardConfig:
     rm_truncation: str = option("head_tail", "answer truncation for the RM: head_tail, head or tail")
     rm_batch_size: int = option(8, "RM scoring batch size")
     rm_pad_with_eos: bool = option(False, "pad RM batches with eos when its tokenizer has no pad token (else error)")
+    critic_model: str = option("", "a generative critic (any chat model scoring 1-10) as the quality reward instead of "
+                               "rm_model (beyond the paper; see critic_reward.py)")
+    critic_max_new_tokens: int = option(256, "the critic's generation budget (reasons + 'Score: N')")
     l_max: int = option(12000, "length where the Length RM's upper ramp reaches 0 (assumption: not published)")
     length_column: str = option("length_range", "dataset column with the [lower, upper] word range")
     untagged: str = option("none", "answer of a completion without <answer>/</think>: none (paper) or whole")
@@ -47,6 +51,8 @@ class RewardConfig:
             raise ValueError(f"rm_max_question_tokens must be >= 0, got {self.rm_max_question_tokens}")
         if self.rm_truncation not in ("head_tail", "head", "tail"):
             raise ValueError(f"rm_truncation must be head_tail, head or tail, got {self.rm_truncation!r}")
+        if self.rm_model and self.critic_model:
+            raise ValueError("give rm_model or critic_model as the quality reward, not both")
         if self.untagged not in ("none", "whole"):
             raise ValueError(f"untagged must be none or whole, got {self.untagged!r}")
         if not 0 < self.format_threshold <= 1:
@@ -60,12 +66,12 @@ class RewardConfig:
 
 
 @dataclass
-class TrainConfig(RewardConfig):
+class TrainConfig(RewardConfig, BackendFields):
     """``longwriter-zero train``: GRPO with the three rewards and advantage averaging."""
 
     model: str = option("", "policy model (path, hub name or builtin:<name>); the paper uses Qwen2.5-32B base after CPT")
-    dataset: str = option("", "prompts JSONL (fields: question, length_range) or an HF dataset name")
-    dataset_split: str = option("train", "split when dataset is an HF dataset")
+    input: str = option("", "prompts JSONL (fields: question, length_range) or an HF dataset name")
+    split: str = option("train", "split when input is an HF dataset")
     question_column: str = option("question", "dataset column with the user's request")
     template: str = option("", "custom prompt template with {question} ('' = the paper's Think/No-think EN/ZH)")
     output_dir: str = option("runs/longwriter-zero", "checkpoints and logs")
@@ -85,19 +91,24 @@ class TrainConfig(RewardConfig):
     reward_mode: str = option("average", "average: the paper's advantage averaging; gated: RLMR-style, outputs that "
                               "violate the length range or format rank below every compliant one (beyond the paper)")
     gate_margin: float = option(1.0, "gated mode: a violator's advantage = min(0, lowest compliant) - gate_margin")
+    gate_format: bool = option(True, "gated mode: format violations gate too (else only the length range)")
     logging_steps: int = option(1, "log every N steps")
     save_steps: int = option(50, "checkpoint every N steps (0: only at the end)")
-    resume: str = option("", "'' (fresh), 'latest' (last checkpoint in output_dir) or a checkpoint path")
-    use_vllm: bool = option(False, "generate with vLLM (extra: longwriter-zero[vllm])")
+    resume: str = option("", "'' (fresh), 'latest' (last checkpoint in output_dir; fresh if none) or a checkpoint path")
+    vllm_mode: str = option("colocate", "with --backend vllm: colocate (vLLM inside the trainer processes) or server "
+                            "(a separate `trl vllm-serve` process; see README)")
     seed: int = option(0, "random seed")
     device: str = option("auto", "auto, cpu or cuda")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        BackendFields.__post_init__(self)
         if not self.model:
             raise ValueError("model is required (a path, hub name or builtin:<name>)")
-        if not self.dataset:
-            raise ValueError("dataset is required (a prompts JSONL or HF dataset name)")
+        if not self.input:
+            raise ValueError("input is required (a prompts JSONL or HF dataset name)")
+        if self.vllm_mode not in ("colocate", "server"):
+            raise ValueError(f"vllm_mode must be colocate or server, got {self.vllm_mode!r}")
         if self.template and "{question}" not in self.template:
             raise ValueError("template must contain the placeholder {question}")
         _positive(self, "num_generations", "per_device_train_batch_size", "gradient_accumulation_steps",
@@ -120,13 +131,15 @@ class TrainConfig(RewardConfig):
 
 
 @dataclass
-class GenerateConfig:
+class GenerateConfig(BackendFields):
     """``longwriter-zero generate``: sample answers with the paper's prompt and stop strings (streams one query)."""
 
     model: str = option("", "policy model (path, hub name or builtin:<name>)")
-    question: str = option("", "one request to answer (streamed to stdout)")
+    question: str = option("", "one request to answer (printed to stdout)")
     input: str = option("", "or a JSONL of requests (field: question); answers go to output")
-    output: str = option("", "JSONL of generations (question, completion, answer) when input is given")
+    output: str = option("", "JSONL of generations (question, completion, answer) when input is given; appended as "
+                         "each batch finishes, and a rerun skips the ids already there")
+    batch_size: int = option(8, "requests sampled together")
     think: bool = option(True, "Think template (paper) or No-think")
     template: str = option("", "custom prompt template with {question} ('' = the paper's templates)")
     max_new_tokens: int = option(15500, "max new tokens (card: 15,500)")
@@ -136,19 +149,20 @@ class GenerateConfig:
     device: str = option("auto", "auto, cpu or cuda")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.model:
             raise ValueError("model is required")
         if bool(self.question) == bool(self.input):
             raise ValueError("give exactly one of question or input")
         if self.input and not self.output:
             raise ValueError("output is required with input")
-        _positive(self, "max_new_tokens", "temperature")
+        _positive(self, "max_new_tokens", "temperature", "batch_size")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
 @dataclass
-class PredictLengthConfig:
+class PredictLengthConfig(BackendFields):
     """``longwriter-zero predict-length``: add a ``length_range`` to every record (rules, then the LM assessor)."""
 
     input: str = option("", "prompts JSONL (field: question)")
@@ -165,6 +179,7 @@ class PredictLengthConfig:
     device: str = option("auto", "auto, cpu or cuda")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.input or not self.output:
             raise ValueError("input and output are required")
         _positive(self, "max_new_tokens", "batch_size")
@@ -175,7 +190,7 @@ class PredictLengthConfig:
 
 
 @dataclass
-class EvalConfig(RewardConfig):
+class EvalConfig(RewardConfig, BackendFields):
     """``longwriter-zero eval``: length adherence, format validity, repetition, and Arena-Write-style Elo."""
 
     input: str = option("", "JSONL of generations (fields: question, completion; length_range for adherence)")
@@ -185,6 +200,9 @@ class EvalConfig(RewardConfig):
     judge_model: str = option("", "model name sent to the OpenAI-compatible endpoint")
     judge_api_key_env: str = option("OPENAI_API_KEY", "environment variable holding the endpoint's API key")
     judge_max_new_tokens: int = option(512, "judge generation budget")
+    judge_max_retries: int = option(6, "endpoint judge: retries with exponential backoff before a call fails")
+    judgements: str = option("", "JSONL cache of verdicts, appended as each is made; a rerun judges only the missing "
+                             "pairs ('' = <output>.judgements.jsonl when output is set)")
     policy_name: str = option("policy", "name of the evaluated model in the Elo table")
     bootstrap: int = option(200, "bootstrap rounds for Elo intervals")
     seed: int = option(0, "random seed (bootstrap)")
@@ -192,6 +210,7 @@ class EvalConfig(RewardConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        BackendFields.__post_init__(self)
         if not self.input:
             raise ValueError("input is required")
         if self.baselines and not self.judge:
@@ -204,7 +223,7 @@ class TrainRMConfig:
     """``longwriter-zero train-rm``: a Bradley-Terry writing RM from preference pairs (TRL RewardTrainer)."""
 
     model: str = option("", "base model for the RM (any HF model loadable for sequence classification)")
-    dataset: str = option("", "JSONL of pairs: prompt (optional), chosen, rejected")
+    input: str = option("", "JSONL of pairs: prompt (optional), chosen, rejected")
     output_dir: str = option("runs/writing-rm", "where the trained RM is saved")
     max_length: int = option(4096, "RM input budget in tokens, as rm_max_length at scoring (longer pairs are truncated the same way)")
     max_question_tokens: int = option(512, "tokens of the prompt kept (as rm_max_question_tokens at scoring)")
@@ -216,12 +235,14 @@ class TrainRMConfig:
     gradient_accumulation_steps: int = option(1, "gradient accumulation")
     center_rewards_coefficient: float = option(0.0, "TRL's reward-centering auxiliary loss (0: plain BT loss)")
     pad_with_eos: bool = option(False, "use eos as pad when the tokenizer has none (else error)")
+    save_steps: int = option(0, "checkpoint every N steps (0: no intermediate checkpoints)")
+    resume: str = option("", "'' (fresh), 'latest' (last checkpoint in output_dir; fresh if none) or a checkpoint path")
     seed: int = option(0, "random seed")
     device: str = option("auto", "auto, cpu or cuda")
 
     def __post_init__(self) -> None:
-        if not self.model or not self.dataset:
-            raise ValueError("model and dataset are required")
+        if not self.model or not self.input:
+            raise ValueError("model and input are required")
         _positive(self, "max_length", "learning_rate", "num_train_epochs", "per_device_train_batch_size",
                   "gradient_accumulation_steps")
         if self.truncation not in ("head_tail", "head", "tail"):

@@ -79,8 +79,10 @@ def _make_judge(cfg: Any):
     from .arena import EndpointJudge, HFJudge
 
     if cfg.judge.startswith(("http://", "https://")):
-        return EndpointJudge(cfg.judge, cfg.judge_model, cfg.judge_api_key_env, cfg.judge_max_new_tokens)
-    return HFJudge(cfg.judge, cfg.judge_max_new_tokens, None if cfg.device == "auto" else cfg.device)
+        return EndpointJudge(cfg.judge, cfg.judge_model, cfg.judge_api_key_env, cfg.judge_max_new_tokens,
+                             max_retries=cfg.judge_max_retries)
+    return HFJudge(cfg.judge, cfg.judge_max_new_tokens, None if cfg.device == "auto" else cfg.device, cfg.backend,
+                   cfg.tensor_parallel_size, cfg.gpu_memory_utilization)
 
 
 def evaluate(cfg: Any, judge: Any = None) -> dict[str, Any]:
@@ -99,7 +101,8 @@ def evaluate(cfg: Any, judge: Any = None) -> dict[str, Any]:
                               "baseline_answer": resp})
         if not items:
             raise DataError(f"no question of {cfg.input} appears in {cfg.baselines}")
-        matches, stats = judge_pairs(judge or _make_judge(cfg), items, cfg.policy_name)
+        cache = cfg.judgements or (f"{cfg.output}.judgements.jsonl" if cfg.output else None)
+        matches, stats = judge_pairs(judge or _make_judge(cfg), items, cfg.policy_name, cache=cache)
         report["arena"] = {**stats, "elo": bootstrap_elo(matches, cfg.bootstrap, cfg.seed) if matches else {}}
     if cfg.output:
         write_json(cfg.output, report)

@@ -39,7 +39,9 @@ Reply with JSON only, in the form {{"range": [lower, upper]}}.
 Request: {query}
 """
 
-_NUM = r"(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*(k|K|千|万)?"
+# Bounded repetitions keep every pattern linear on adversarial text (a 1 MB digit run): no count of words needs more
+# than 7 digits, and a run of more digits is not a count (the lookahead refuses to match inside it).
+_NUM = r"(\d{1,3}(?:,\d{3}){1,2}(?![\d,])|\d{1,7}(?:\.\d{1,3})?(?![\d.]))\s*(k|K|千|万)?"
 _UNIT = r"\s*(?:-|\s)?\s*(?:words?|字|个字|词)"
 _AT_LEAST = re.compile(r"(?:at\s+least|no\s+less\s+than|not\s+less\s+than|minimum\s+of|more\s+than|over|至少|不少于|不低于|超过)\s*" + _NUM + _UNIT, re.I)
 _AT_MOST = re.compile(r"(?:no\s+more\s+than|not\s+more\s+than|at\s+most|up\s+to|maximum\s+of|less\s+than|under|within|fewer\s+than|不超过|不多于|最多|(?<!不)少于)\s*" + _NUM + _UNIT, re.I)
@@ -92,9 +94,11 @@ def rule_based_range(query: str) -> tuple[int, int] | None:
         >>> rule_based_range("Summarize this 5,000-word article in 200 words") is None
         True
     """
+    exact = [(m.start(), _to_int(m.group(1), m.group(2))) for m in _EXACT.finditer(query)]
+    if not exact:  # every rule below needs a number with a word unit: no count, no rule (one pass over the text)
+        return None
     rng = _RANGE.search(query)
-    counts = {_to_int(m.group(1), m.group(2)) for m in _EXACT.finditer(query)
-              if rng is None or not rng.start() <= m.start() < rng.end()}
+    counts = {n for start, n in exact if rng is None or not rng.start() <= start < rng.end()}
     if len(counts) > 1:  # "Summarize this 5,000-word article in 200 words": which count is the output's? ask the LM
         return None
     if rng is not None:
@@ -109,10 +113,8 @@ def rule_based_range(query: str) -> tuple[int, int] | None:
         if m := pat.search(query):
             n = _to_int(m.group(1), m.group(2))
             return _checked(n, round(1.1 * n))
-    if m := _EXACT.search(query):
-        n = _to_int(m.group(1), m.group(2))
-        return _checked(round(0.9 * n), round(1.1 * n))
-    return None
+    n = exact[0][1]
+    return _checked(round(0.9 * n), round(1.1 * n))
 
 
 def parse_range_json(text: str) -> tuple[int, int] | None:
@@ -127,7 +129,7 @@ def parse_range_json(text: str) -> tuple[int, int] | None:
     for m in reversed(list(re.finditer(r"\{[^{}]*\}", text))):
         try:
             obj = json.loads(m.group(0))
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # bad JSON, or an integer past Python's 4300-digit limit
             continue
         rng = obj.get("range") if isinstance(obj, dict) else None
         if (isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in rng)
@@ -140,38 +142,41 @@ class LengthRangePredictor:
     """Predict ``[L_lower, L_upper]`` per query: rules first, then an LM assessor, with a per-query memo.
 
     Args:
-        model: a causal LM (HF) or ``None`` for rules + fallback only.
+        model: a causal LM (HF) or ``None`` for rules + fallback only (sampled through ``rlcore.rollout``).
         tokenizer: its tokenizer.
         fallback_range: used when neither path yields a range (default ``(0, 0)``: no length reward).
         max_new_tokens: assessor generation budget (greedy).
         use_rules: try :func:`rule_based_range` before the model.
+        generator: an ``rlcore.rollout`` Generator to use instead of ``model`` (e.g. the vLLM backend).
     """
 
     def __init__(self, model: Any = None, tokenizer: Any = None, fallback_range: tuple[int, int] = (0, 0),
-                 max_new_tokens: int = 64, use_rules: bool = True, batch_size: int = 8):
+                 max_new_tokens: int = 64, use_rules: bool = True, batch_size: int = 8, generator: Any = None):
         if model is not None and tokenizer is None:
             raise ValueError("an assessor model needs its tokenizer")
         lo, hi = fallback_range
         if not 0 <= lo <= hi <= MAX_WORDS:
             raise ValueError(f"fallback_range must satisfy 0 <= lower <= upper <= {MAX_WORDS}, got {fallback_range}")
-        self.model, self.tokenizer = model, tokenizer
+        if generator is None and model is not None:
+            from rlcore.rollout import make_generator
+
+            generator = make_generator(model, tokenizer)
+        self.generator = generator
+        self.tokenizer = tokenizer if tokenizer is not None else getattr(generator, "tokenizer", None)
         self.fallback_range, self.max_new_tokens = (lo, hi), max_new_tokens
         self.use_rules, self.batch_size = use_rules, batch_size
         self.cache: dict[str, RangePrediction] = {}
 
     def _generate(self, queries: list[str]) -> list[str]:
-        import torch
+        from rlcore.rollout import SamplingParams
 
-        tok, model = self.tokenizer, self.model
         texts = [ASSESSOR_PROMPT.format(query=q) for q in queries]
-        if getattr(tok, "chat_template", None):
-            texts = [tok.apply_chat_template([{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True)
-                     for t in texts]
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                 pad_token_id=tok.pad_token_id)
-        return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        params = SamplingParams(max_new_tokens=self.max_new_tokens, temperature=0.0)
+        if getattr(self.tokenizer, "chat_template", None):
+            outs = self.generator.generate(messages=[[{"role": "user", "content": t}] for t in texts], params=params)
+        else:
+            outs = self.generator.generate(prompts=texts, params=params)
+        return [o[0].text for o in outs]
 
     def predict(self, queries: list[str]) -> list[RangePrediction]:
         """Predict a range for each query (memoised; repeated queries report ``source="cached"``)."""
@@ -188,7 +193,7 @@ class LengthRangePredictor:
         unique = list(dict.fromkeys(queries[i] for i in todo))  # each distinct query is assessed once
         for start in range(0, len(unique), self.batch_size):
             chunk = unique[start : start + self.batch_size]
-            raws = self._generate(chunk) if self.model is not None else [""] * len(chunk)
+            raws = self._generate(chunk) if self.generator is not None else [""] * len(chunk)
             for q, raw in zip(chunk, raws, strict=True):
                 parsed = parse_range_json(raw) if raw else None
                 self.cache[q] = (RangePrediction(*parsed, "model", raw) if parsed
@@ -214,13 +219,23 @@ def predict_length_file(cfg: Any) -> dict[str, int]:
         q = rec.get(cfg.question_column)
         if not isinstance(q, str) or not q.strip():
             raise DataError(f"{cfg.input}: record {i}: field {cfg.question_column!r} must be a non-empty string")
-    model = tok = None
+    generator = None
     if cfg.model:
-        from rlcore.builtins import load_model_and_tokenizer
+        from rlcore.rollout import make_generator
 
-        model, tok = load_model_and_tokenizer(cfg.model, device=None if cfg.device == "auto" else cfg.device)
-    predictor = LengthRangePredictor(model, tok, (cfg.fallback_lower, cfg.fallback_upper), cfg.max_new_tokens,
-                                     use_rules=cfg.length_rules == "on", batch_size=cfg.batch_size)
+        if cfg.backend == "vllm":
+            from rlcore.builtins import resolve
+
+            generator = make_generator(resolve(cfg.model), backend="vllm", tensor_parallel_size=cfg.tensor_parallel_size,
+                                       gpu_memory_utilization=cfg.gpu_memory_utilization)
+        else:
+            from rlcore.builtins import load_model_and_tokenizer
+
+            model, tok = load_model_and_tokenizer(cfg.model, device=None if cfg.device == "auto" else cfg.device)
+            generator = make_generator(model, tok)
+    predictor = LengthRangePredictor(fallback_range=(cfg.fallback_lower, cfg.fallback_upper),
+                                     max_new_tokens=cfg.max_new_tokens, use_rules=cfg.length_rules == "on",
+                                     batch_size=cfg.batch_size, generator=generator)
     todo = [r for r in records if cfg.length_column not in r]
     preds = predictor.predict([r[cfg.question_column] for r in todo])
     for rec, p in zip(todo, preds, strict=True):

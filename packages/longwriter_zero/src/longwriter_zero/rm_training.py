@@ -56,12 +56,16 @@ def train_reward_model(cfg: Any) -> dict[str, Any]:
     """Train and save the RM under ``cfg.output_dir``; returns the path, pairs used and the final loss."""
     from datasets import Dataset
     from rlcore.builtins import resolve
+    from rlcore.checkpoint import resolve_resume
     from rlcore.device import seed_everything
+    from rlcore.training import is_main_process, preflight_launch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
     seed_everything(cfg.seed)
-    pairs = load_pairs(cfg.dataset)
+    preflight_launch()
+    pairs = load_pairs(cfg.input)
+    resume = resolve_resume(cfg.resume, cfg.output_dir)
     path = resolve(cfg.model)
     tok = AutoTokenizer.from_pretrained(path)
     check_rm_tokenizer(tok, cfg.model, cfg.pad_with_eos)
@@ -74,16 +78,18 @@ def train_reward_model(cfg: Any) -> dict[str, Any]:
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         center_rewards_coefficient=cfg.center_rewards_coefficient or None, seed=cfg.seed, report_to="none",
-        logging_steps=1, save_strategy="no", disable_tqdm=True, **({"use_cpu": True, "bf16": False} if cpu else {}),
+        logging_steps=1, save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
+        disable_tqdm=True, **({"use_cpu": True, "bf16": False} if cpu else {}),
     )
     rows = tokenize_pairs(pairs, tok, cfg.max_length, cfg.max_question_tokens, cfg.truncation)
     trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows["rows"]),
                             processing_class=tok)
     kept = len(trainer.train_dataset)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     out = Path(cfg.output_dir) / "final"
     trainer.save_model(str(out))
-    tok.save_pretrained(str(out))
+    if is_main_process():
+        tok.save_pretrained(str(out))
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {"model": str(out), "pairs": len(pairs), "pairs_used": kept, "pairs_truncated": rows["truncated"],
             "final_loss": losses[-1] if losses else None}

@@ -42,6 +42,7 @@ class LongWriterGRPOTrainer(GRPOTrainer):
         super().__init__(*args, **kwargs)
         self.reward_mode, self.gate_margin = reward_mode, gate_margin
         self._gate_index = None
+        self._lwz_last_questions: list[str] = []
         if reward_mode == "gated":
             names = [getattr(f, "__name__", "") for f in self.reward_funcs]
             if "constraint_reward" not in names:
@@ -54,6 +55,7 @@ class LongWriterGRPOTrainer(GRPOTrainer):
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        self._lwz_last_questions = [str(x.get("question", x.get("prompt", ""))) for x in inputs]  # sharding check
         output = super()._generate_and_score_completions(inputs)
         rewards_per_func = self._lwz_rewards_per_func
         mode = "train" if self.model.training else "eval"
