@@ -76,7 +76,7 @@ def _check_unique_ids(path: str, samples) -> None:
 
 def _encode_kw(cfg: IndexConfig) -> dict:
     return dict(batch_size=cfg.batch_size, max_chunks=cfg.max_chunks, workers=cfg.encode_workers,
-                cache_max_gb=cfg.cache_max_gb)
+                cache_max_gb=cfg.cache_max_gb or None)
 
 
 @config_command(app, "index", IndexConfig)

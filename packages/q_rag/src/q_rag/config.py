@@ -159,8 +159,7 @@ class IndexConfig:
     max_state_tokens: int | None = option(None, "token limit per state piece" + FROM_MODEL.format(64))
     max_action_tokens: int | None = option(None, "token limit per chunk" + FROM_MODEL.format(64))
     cache_dir: str = option(".q_rag_cache", "embedding cache directory")
-    cache_max_gb: float | None = option(20.0, "cache size cap; least-recently-used entries are evicted (none: "
-                                        "no cap)")
+    cache_max_gb: float = option(20.0, "cache size cap; least-recently-used entries are evicted (0: no cap)")
     batch_size: int = option(256, "chunks per encoder batch (length-sorted)")
     encode_workers: int = option(1, "encoder threads sharing the torch thread budget")
     max_chunks: int = option(2_000_000, "refuse documents with more chunks (memory bound)")
@@ -171,7 +170,7 @@ class IndexConfig:
         _check(bool(self.input), "input", "is required")
         _check(self.batch_size >= 1, "batch_size", "must be >= 1")
         _check(self.encode_workers >= 1, "encode_workers", "must be >= 1")
-        _check(self.cache_max_gb is None or self.cache_max_gb > 0, "cache_max_gb", "must be > 0")
+        _check(self.cache_max_gb >= 0, "cache_max_gb", "must be >= 0 (0: no cap)")
 
 
 @dataclasses.dataclass
@@ -199,7 +198,7 @@ class EvalConfig(SearchConfig):
     """``q-rag eval``: support-fact recall/EM (and reader EM/F1) by context length, plus a PNG plot."""
 
     input: str = option("", "comma-separated dataset files, one per context length")
-    output_dir: str = option("eval", "output directory (metrics.json, answers.jsonl, accuracy_vs_length.png)")
+    output_dir: str = option("eval", "output directory (metrics.json, records.jsonl, accuracy_vs_length.png)")
     reader_model: str = option("", "reader LM (HF path or builtin:name); empty = retrieval metrics only")
     reader_task: str = option("auto", "BabiLong prompt/labels: qa1..qa5; auto = from the file name (qaN), else "
                               "qa1")

@@ -216,6 +216,7 @@ def fp16_accumulates_in_fp32() -> bool:
 
 
 _U16 = 2.0**-11  # float16 unit roundoff
+_PARALLEL_ROWS = 32_768
 _F16_MAX_ABS = 6.0e4
 
 
@@ -334,7 +335,12 @@ class ChunkIndex:
         approx = torch.full((self.n,), float("-inf"), dtype=torch.float32)
         q16 = {p: torch.from_numpy(q / scale).to(torch.float16) for p, q in queries.items()}
         for s, e, p in runs:
-            approx[s:e] = (self.half[s:e] @ q16[p]).float()
+            if e - s >= _PARALLEL_ROWS and self._threads > 1:  # long runs: torch's thread pool
+                torch.set_num_threads(self._threads)
+                approx[s:e] = (self.half[s:e] @ q16[p]).float()
+                torch.set_num_threads(1)
+            else:
+                approx[s:e] = (self.half[s:e] @ q16[p]).float()
         kk = min(k, sum(e - s for s, e, _ in runs))
         kth = float(torch.topk(approx, kk).values[-1])
         bound = self.error_bound(state / scale)
@@ -356,9 +362,16 @@ class ChunkIndex:
         if not np.isfinite(state).all():
             raise ValueError("state embedding has non-finite values")
         runs = self._runs(retrieved)
-        queries = self._queries(state, runs)
         if self.half is not None:
-            return self._search_fp16(state, runs, queries, k)
+            # small tensor ops run on one thread: a parallel region per short op costs more than it saves (and
+            # stalls badly on a loaded machine); runs of >= _PARALLEL_ROWS rows use the full thread pool
+            self._threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                return self._search_fp16(state, runs, self._queries(state, runs), k)
+            finally:
+                torch.set_num_threads(self._threads)
+        queries = self._queries(state, runs)
         cand_s, cand_i = [], []
         if self.faiss_index is not None:
             import faiss
