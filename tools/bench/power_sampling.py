@@ -55,7 +55,7 @@ def reference_structure(model, prompt: list[int], args, seed: int) -> tuple[list
     c = len(prompt)
 
     def naive_temp(context: list[int], new_tokens: int):
-        cfg = GenerationConfig(do_sample=True, temperature=tau, top_k=0, max_new_tokens=new_tokens,
+        cfg = GenerationConfig(do_sample=True, temperature=tau, top_k=args.top_k, max_new_tokens=new_tokens,
                                min_new_tokens=new_tokens, eos_token_id=None, pad_token_id=0, output_scores=True,
                                output_logits=True, return_dict_in_generate=True)
         out = model.generate(torch.tensor([context], device=device), attention_mask=torch.ones(1, len(context),
@@ -84,6 +84,51 @@ def reference_structure(model, prompt: list[int], args, seed: int) -> tuple[list
     return gen[c:], tokens
 
 
+def arith_comparison(args) -> dict:
+    """Power-SMC vs MH vs standard sampling on held-out builtin:arithmetic problems, one run, threads pinned.
+
+    Accuracy (mean over problems x samples, with its binomial standard error) and wall time of each method on
+    builtin:tiny-reasoner, every method sampling all problems x samples as one batch.
+    """
+    from power_sampling import PowerSampler
+    from power_sampling.evaluation import build_prompt, load_problems
+    from power_sampling.grading import grade_number
+    from rlcore.builtins import load_model_and_tokenizer
+    from rlcore.rollout import HFGenerator, SamplingParams
+
+    model, tok = load_model_and_tokenizer("builtin:tiny-reasoner", device=args.device, dtype="fp32")
+    probs = [p for p in load_problems("arith", "builtin:arithmetic/test.jsonl") if int(p.get("steps", 1)) >= 2]
+    probs = probs[: args.problems]
+    prompts = [build_prompt("arith", p) for p in probs]
+    T, S = args.max_new_tokens, args.samples
+    common = dict(alpha=args.alpha, max_new_tokens=T, top_k=args.top_k, seed=0)
+    methods = {
+        "standard": None,
+        "mh": dict(method="mh", block_size=args.block_size, mcmc_steps=args.mcmc_steps),
+        "smc": dict(method="smc", num_particles=args.particles, ess_threshold=0.5),
+    }
+    res = {"problems": len(probs), "samples": S, "T": T, "alpha": args.alpha, "particles": args.particles,
+           "mcmc_steps": args.mcmc_steps, "block_size": args.block_size}
+    gen = HFGenerator(model, tok)
+    for name, kw in methods.items():
+        t0 = time.perf_counter()
+        if kw is None:
+            outs = gen.generate(prompts=prompts, params=SamplingParams(max_new_tokens=T, temperature=1.0,
+                                                                       top_k=args.top_k, n=S, seed=0))
+            texts = [c.text for row in outs for c in row]
+        else:
+            texts = [s.text for s in PowerSampler(model, tok, **common, **kw).sample(prompts=prompts, num_chains=S)]
+        _sync(args.device)
+        wall = time.perf_counter() - t0
+        correct = [grade_number(t, str(probs[i // S]["answer"])).correct for i, t in enumerate(texts)]
+        acc = sum(correct) / len(correct)
+        res[name] = {"accuracy": round(acc, 3), "stderr": round((acc * (1 - acc) / len(correct)) ** 0.5, 3),
+                     "wall_s": round(wall, 2)}
+    for name in ("mh", "smc"):
+        res[name]["wall_over_standard"] = round(res[name]["wall_s"] / res["standard"]["wall_s"], 2)
+    return res
+
+
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -101,9 +146,23 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--block-size", type=int, default=16)
     ap.add_argument("--mcmc-steps", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--top-k", type=int, default=50, help="top-k of every side (50 = the official code)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (pinned for every side)")
     ap.add_argument("--json", default="", help="also write the results here")
+    ap.add_argument("--task", default="", choices=["", "arith"], help="arith: Power-SMC vs MH vs standard sampling "
+                    "accuracy and wall time on builtin:tiny-reasoner / builtin:arithmetic instead")
+    ap.add_argument("--problems", type=int, default=64, help="--task arith: held-out multi-step problems")
+    ap.add_argument("--samples", type=int, default=2, help="--task arith: samples (chains) per problem")
+    ap.add_argument("--particles", type=int, default=4, help="--task arith: SMC particles per chain")
     args = ap.parse_args()
+    if args.task == "arith":
+        torch.set_num_threads(args.threads)
+        res = arith_comparison(args)
+        print(json.dumps(res, indent=2))
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(res, f, indent=2)
+        return
     if args.max_new_tokens % args.block_size:
         ap.error("--max-new-tokens must be a multiple of --block-size (as in the reference)")
     torch.set_num_threads(args.threads)
@@ -116,7 +175,8 @@ def main() -> None:
     model, tok = build_model(args.shape, args.device, dtype)
     prompt = tok("Can you solve the following math problem? What is 3 + 4?").input_ids
     T, B, N = args.max_new_tokens, args.block_size, args.mcmc_steps
-    kw = dict(alpha=args.alpha, block_size=B, mcmc_steps=N, max_new_tokens=T, eos_token_id=None, seed=0)
+    kw = dict(alpha=args.alpha, block_size=B, mcmc_steps=N, max_new_tokens=T, eos_token_id=None, seed=0,
+              top_k=args.top_k)
 
     PowerSampler(model, **{**kw, "max_new_tokens": B, "block_size": B}).sample(input_ids=[prompt], num_chains=2)
     _sync(args.device)  # warm-up done
@@ -128,7 +188,8 @@ def main() -> None:
     tok_ours = ours.stats["tokens_generated"]
 
     gen = HFGenerator(model, tok)
-    params = SamplingParams(max_new_tokens=T, temperature=1.0, n=args.chains, stop_token_ids=[], seed=0)
+    params = SamplingParams(max_new_tokens=T, temperature=1.0, top_k=args.top_k, n=args.chains, stop_token_ids=[],
+                            seed=0)
     gen.generate(prompt_ids=[prompt], params=SamplingParams(max_new_tokens=4, n=2, stop_token_ids=[]))
     _sync(args.device)
     t0 = time.perf_counter()
@@ -160,6 +221,7 @@ def main() -> None:
         "theoretical_multiplier_NT_over_4B": round(theory, 2),
         "expected_multiplier_exact": round(exact, 2),
         "overhead_over_theory": round(t_ours / t_std / theory, 2) if theory else None,
+        "overhead_over_token_multiplier": round(t_ours / t_std / (tok_ours / (args.chains * T)), 2),
         "decode_steps_ours": ours.stats["decode_steps"], "decode_steps_standard": T,
         "mean_acceptance": round(sum(s.acceptance_rate for s in samples) / len(samples), 3),
     }

@@ -4,7 +4,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["metropolis_hastings", "power_distribution", "grading", "sandbox"])
+@pytest.mark.parametrize("name", ["metropolis_hastings", "power_distribution", "grading", "sandbox", "smc", "chain_rng"])
 def test_docstring_examples(name):
     mod = importlib.import_module(f"power_sampling.{name}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)

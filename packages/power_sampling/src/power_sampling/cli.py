@@ -73,9 +73,18 @@ class _Backend:
         from .power_sampler import PowerSampler, default_eos
 
         kw = {**self.cfg.sampler_kwargs(), **overrides}
+        # generate: --method mh|smc; eval: the method registry's override ("smc"), else MH
+        kw["method"] = overrides.get("method", self.cfg.method if isinstance(self.cfg, GenerateConfig) else "mh")
+        if kw["method"] == "smc":
+            if self.cfg.backend == "vllm":
+                raise ValueError("method smc needs --backend hf (particles resample by reordering the KV cache, "
+                                 "which the vllm generator does not expose)")
+            return PowerSampler(self.model, self.tokenizer, **kw)
         if self.cfg.backend == "vllm" or kw["mcmc_steps"] == 0:
             if kw["mcmc_steps"] == 0:
                 kw["block_size"] = kw["max_new_tokens"]  # no MH step: one generate call per chain
+            for k in ("method", "num_particles", "ess_threshold", "bridge_tokens"):
+                kw.pop(k)
             return GeneratorPowerSampler(self.generator, eos_token_id=default_eos(self.model, self.tokenizer), **kw)
         return PowerSampler(self.model, self.tokenizer, **kw)
 
@@ -120,7 +129,9 @@ def generate(cfg: GenerateConfig) -> None:
                 out.write({"id": key, "record_id": rids[i], "prompt_index": i, "chain": s.chain_index,
                            "text": s.text, "token_ids": s.token_ids, "logprob": s.logprob,
                            "acceptance_rate": s.acceptance_rate, "tokens_generated": s.tokens_generated,
-                           "finish_reason": s.finish_reason})
+                           "finish_reason": s.finish_reason}
+                          | ({} if s.particle_weights is None else {"particle_weights": s.particle_weights,
+                                                                    "resample_count": s.resample_count}))
                 n_new += 1
             bar.update(task, advance=len(batch))
     console().print(f"wrote {n_new} samples to {cfg.output}"

@@ -23,6 +23,9 @@ class SamplerConfig:
     top_k: int = option(50, "proposal top-k, 0 = off; 50 = the official code (HF generate's default)")
     top_p: float = option(1.0, "proposal top-p, 1.0 = off")
     seed: int = option(0, "run seed: chain j of a prompt draws from streams seeded by (seed, prompt ids, j)")
+    num_particles: int = option(8, "smc: particles per chain (Power-SMC)")
+    ess_threshold: float = option(0.5, "smc: resample when ESS < this x num_particles")
+    bridge_tokens: int = option(0, "smc: anneal alpha from 1 over this many first tokens (0 = off)")
     mh_ratio: str = option("exact", "exact: full current suffix + index term; official: the released code's "
                                     "truncated current suffix (issue #11)")
 
@@ -41,6 +44,12 @@ class SamplerConfig:
             raise ValueError("alpha=inf needs proposal_temperature (the reference max_swap used 0.25)")
         if self.mh_ratio not in ("exact", "official"):
             raise ValueError(f"mh_ratio must be exact or official, got {self.mh_ratio!r}")
+        if self.num_particles < 1:
+            raise ValueError(f"num_particles must be >= 1, got {self.num_particles}")
+        if not 0 <= self.ess_threshold <= 1:
+            raise ValueError(f"ess_threshold must be in [0, 1], got {self.ess_threshold}")
+        if self.bridge_tokens < 0:
+            raise ValueError(f"bridge_tokens must be >= 0, got {self.bridge_tokens}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if not 0 < self.top_p <= 1:
@@ -97,6 +106,8 @@ class GenerateConfig(_RunConfig):
     prompt_field: str = option("prompt", "the record field holding the prompt text")
     id_field: str = option("id", "the record field naming it in the output (the record index if absent)")
     num_chains: int = option(1, "independent chains (final samples) per prompt")
+    method: str = option("mh", "mh: the paper's blockwise Metropolis-Hastings; smc: Sequential Monte Carlo "
+                               "(num_particles per chain, one weighted draw returned)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -104,6 +115,8 @@ class GenerateConfig(_RunConfig):
             raise ValueError("input is required (a JSONL file of prompts)")
         if self.num_chains < 1:
             raise ValueError(f"num_chains must be >= 1, got {self.num_chains}")
+        if self.method not in ("mh", "smc"):
+            raise ValueError(f"method must be mh or smc, got {self.method!r}")
 
 
 @dataclasses.dataclass
@@ -114,7 +127,8 @@ class EvalConfig(_RunConfig):
     input: str = option("", "JSONL/JSON file of problems, builtin:<name>/<file> or hf:<dataset>[:<config>] "
                             "(required)")
     split: str = option("test", "split for hf: datasets")
-    method: str = option("power,low_temp,base", "comma-separated: power, low_temp (1/alpha), base (temperature 1)")
+    method: str = option("power,low_temp,base", "comma-separated: power (MH), smc (Power-SMC), low_temp (1/alpha), "
+                                                "base (temperature 1)")
     num_samples: int = option(1, "samples per problem; pass@k is reported for k = 1, 2, 4, ... <= num_samples")
     limit: int = option(0, "evaluate only the first N problems (0 = all)")
     timeout: float = option(3.0, "HumanEval execution timeout in seconds (official harness: 3)")

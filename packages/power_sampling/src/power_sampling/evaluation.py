@@ -102,6 +102,7 @@ register_task(TaskSpec("arith", "{question}", ("prompt", "question"), "answer",
                        lambda c, r, _t: grade_number(c, str(r["answer"]))))
 
 register_method("power", {})
+register_method("smc", {"method": "smc"})  # Power-SMC: same target p^alpha, particles instead of MH
 register_method("low_temp", {"mcmc_steps": 0})  # proposal alone: temperature 1/alpha
 # "std" in the official code: generate(do_sample=True) with the model's defaults, i.e. temperature 1 and HF's
 # top_k=50 (inherited from the sampler config: --top-k 0 turns it off for every method)

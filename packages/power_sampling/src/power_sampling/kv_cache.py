@@ -42,6 +42,39 @@ def _cache_layers(cache: Any) -> list[Any]:
     return layers
 
 
+def _install_growable_update(layer: Any) -> None:
+    """Make a DynamicLayer append into a buffer with doubling capacity instead of ``torch.cat`` on every step.
+
+    ``layer.keys`` / ``layer.values`` stay ``(N, H, S, D)`` tensors (views of the buffer's first S columns), so the
+    rest of this module and the model see an ordinary DynamicCache. A decode step then costs O(1) amortised copies
+    instead of O(S) (``torch.cat`` re-copies the whole cache each step: the largest cost of the step on CPU). When
+    another method replaces ``layer.keys`` (compaction), the next append re-buffers it.
+    """
+    layer._ps_kbuf = layer._ps_vbuf = None
+
+    def update(key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+        if not getattr(layer, "is_initialized", True) or layer.keys is None or layer.keys.numel() == 0:
+            layer.keys, layer.values = key_states, value_states
+            layer.is_initialized = True
+            layer._ps_kbuf = layer._ps_vbuf = None
+            return layer.keys, layer.values
+        S, n = layer.keys.shape[-2], key_states.shape[-2]
+        kb, vb = layer._ps_kbuf, layer._ps_vbuf
+        if (kb is None or S + n > kb.shape[-2] or layer.keys.data_ptr() != kb.data_ptr()
+                or kb.shape[0] != layer.keys.shape[0]):
+            cap = max(2 * (S + n), 64)
+            N, H, _, D = layer.keys.shape
+            kb = layer.keys.new_empty((N, H, cap, D))
+            vb = layer.values.new_empty((N, H, cap, layer.values.shape[-1]))
+            kb[:, :, :S], vb[:, :, :S] = layer.keys, layer.values
+            layer._ps_kbuf, layer._ps_vbuf = kb, vb
+        kb[:, :, S:S + n], vb[:, :, S:S + n] = key_states, value_states
+        layer.keys, layer.values = kb[:, :, :S + n], vb[:, :, :S + n]
+        return layer.keys, layer.values
+
+    layer.update = update
+
+
 class KVCacheChains:
     """Per-chain KV cache with prefix reuse (see the module docstring).
 
@@ -79,6 +112,7 @@ class KVCacheChains:
             for layer in _cache_layers(self.cache):
                 if getattr(layer, "keys", None) is not None and layer.keys.numel():
                     layer.keys, layer.values = layer.keys[row_of], layer.values[row_of]  # (N, H, W, D)
+                _install_growable_update(layer)
         mask, pos = mask[row_of], pos[row_of]  # (N, W)
         self.committed = mask.bool()  # (N, S)
         self.work = mask.bool()  # (N, S)
@@ -120,6 +154,25 @@ class KVCacheChains:
         live = int((self.committed | self.work).sum(1).max())
         if self.work.shape[1] > max(2 * live, live + 32):
             self._compact()
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Row i becomes a copy of row ``index[i]`` (SMC resampling): a row gather of the cache, no re-prefill.
+
+        Only the rows whose ancestor is another row are copied (in place), so a resampling event costs the rows
+        it changes, not the whole cache.
+        """
+        index = index.to(self.device)
+        rows = torch.nonzero(index != torch.arange(len(index), device=self.device)).flatten()
+        if len(rows) == 0:
+            return
+        src = index[rows]
+        if self.cache is not None:
+            for layer in _cache_layers(self.cache):
+                if getattr(layer, "keys", None) is not None and layer.keys.numel():
+                    layer.keys[rows] = layer.keys[src]
+                    layer.values[rows] = layer.values[src]
+        for name in ("committed", "work", "col_pos", "pending", "committed_pending", "pos"):
+            setattr(self, name, getattr(self, name)[index])
 
     def _compact(self) -> None:
         """Gather each row's live (committed or working) columns into a right-aligned cache of the max live width."""
@@ -176,6 +229,12 @@ class ReencodeChains:
         at = self.work_len.clamp(max=self.work.shape[1] - 1)[:, None]
         self.work.scatter_(1, at, torch.where(active[:, None], tokens[:, None], self.work.gather(1, at)))
         self.work_len = self.work_len + active.long()
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Row i becomes a copy of row ``index[i]`` (SMC resampling)."""
+        index = index.to(self.device)
+        for name in ("committed", "length", "work", "work_len"):
+            setattr(self, name, getattr(self, name)[index])
 
     def end(self, rows: torch.Tensor, accept: torch.Tensor) -> None:
         acc = rows & accept

@@ -24,9 +24,10 @@ from .chain_rng import ChainStreams, chain_seeds
 from .kv_cache import make_chain_store
 from .metropolis_hastings import compute_move_log_ratio, compute_suffix_sums
 
-__all__ = ["PowerSampler", "PowerSample", "MH_RATIOS"]
+__all__ = ["PowerSampler", "PowerSample", "MH_RATIOS", "METHODS"]
 
 MH_RATIOS = ("exact", "official")
+METHODS = ("mh", "smc")
 
 
 @dataclasses.dataclass
@@ -41,6 +42,8 @@ class PowerSample:
     acceptance_rate: float  # accepted / proposed MH moves (nan when none were proposed)
     tokens_generated: int  # every token sampled for this chain: extensions + all proposals
     finish_reason: str  # "eos" or "length"
+    particle_weights: list[float] | None = None  # SMC: the chain's K normalised particle weights at the end
+    resample_count: int = 0  # SMC: resampling events of the chain
 
 
 def sample_from_logits(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_k: int = 0,
@@ -90,6 +93,11 @@ class PowerSampler:
         mh_ratio: ``"exact"`` (default) sums the *whole* current suffix and adds the index term log|x| - log|x'|;
             ``"official"`` reproduces the released code (issue #11): an MH proposal regenerates at most up to the
             current length and the current suffix is truncated to the proposal's length, with no length term.
+        method: ``"mh"`` (the paper's blockwise Metropolis-Hastings) or ``"smc"`` (Sequential Monte Carlo with
+            ``num_particles`` particles per chain, :mod:`power_sampling.smc`; block_size / mcmc_steps unused).
+        num_particles: SMC particles per chain.
+        ess_threshold: SMC resamples a chain when its ESS < ess_threshold * num_particles.
+        bridge_tokens: SMC exponent bridging: alpha anneals 1 -> alpha over this many first tokens (0 = off).
         eos_token_id: stop token; default from the tokenizer / model config; ``None`` disables stopping.
         seed: seeds the index draws, the uniform u of each test and token sampling.
         use_kv_cache: ``None`` = use it when the model takes one.
@@ -98,7 +106,8 @@ class PowerSampler:
     def __init__(self, model: Any, tokenizer: Any = None, alpha: float = 4.0, block_size: int = 192,
                  mcmc_steps: int = 10, max_new_tokens: int = 3072, proposal_temperature: float | None = None,
                  top_k: int = 50, top_p: float = 1.0, eos_token_id: int | None = _UNSET, seed: int = 0,
-                 use_kv_cache: bool | None = None, mh_ratio: str = "exact"):
+                 use_kv_cache: bool | None = None, mh_ratio: str = "exact", method: str = "mh",
+                 num_particles: int = 8, ess_threshold: float = 0.5, bridge_tokens: int = 0):
         if not alpha >= 1:
             raise ValueError(f"alpha must be >= 1 (the target is p^alpha), got {alpha}")
         if block_size <= 0:
@@ -113,6 +122,16 @@ class PowerSampler:
             proposal_temperature = 1.0 / alpha
         if not proposal_temperature > 0:
             raise ValueError(f"proposal_temperature must be > 0, got {proposal_temperature}")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if num_particles < 1:
+            raise ValueError(f"num_particles must be >= 1, got {num_particles}")
+        if not 0 <= ess_threshold <= 1:
+            raise ValueError(f"ess_threshold must be in [0, 1], got {ess_threshold}")
+        if bridge_tokens < 0:
+            raise ValueError(f"bridge_tokens must be >= 0, got {bridge_tokens}")
+        if method == "smc" and math.isinf(alpha):
+            raise ValueError("method='smc' needs a finite alpha")
         if mh_ratio not in MH_RATIOS:
             raise ValueError(f"mh_ratio must be one of {MH_RATIOS}, got {mh_ratio!r}")
         if top_k < 0 or not 0 < top_p <= 1:
@@ -121,7 +140,8 @@ class PowerSampler:
         self.alpha, self.block_size, self.mcmc_steps = float(alpha), block_size, mcmc_steps
         self.max_new_tokens, self.proposal_temperature = max_new_tokens, float(proposal_temperature)
         self.top_k, self.top_p, self.seed, self.use_kv_cache = top_k, top_p, seed, use_kv_cache
-        self.mh_ratio = mh_ratio
+        self.mh_ratio, self.method = mh_ratio, method
+        self.num_particles, self.ess_threshold, self.bridge_tokens = num_particles, float(ess_threshold), bridge_tokens
         self.eos_token_id = default_eos(model, tokenizer) if eos_token_id is _UNSET else eos_token_id
         self.device = model_device(model)
         self.stats: dict[str, float] = {}
@@ -154,6 +174,10 @@ class PowerSampler:
         if num_chains < 1:
             raise ValueError(f"num_chains must be >= 1, got {num_chains}")
         ids = self._encode(prompts, input_ids)
+        if self.method == "smc":
+            from .smc import run_smc
+
+            return run_smc(self, ids, num_chains, seeds, callback)
         rows = [p for p in ids for _ in range(num_chains)]
         N, T, dev = len(rows), self.max_new_tokens, self.device
         cs = chain_seeds(self.seed, ids, num_chains, seeds)
