@@ -9,7 +9,9 @@ repeats its paragraphs (the case the Format RM's repetition check exists for). T
 thread (torch.set_num_threads(1)):
 
 - length reward (word count of the answer + piecewise reward),
-- format reward (structure check + hashed n-gram repetition rate),
+- format reward (structure check + repetition rate): the default ``both`` (hashed n-grams + MinHash content-word
+  Jaccard for paraphrases) against ``ngram`` only, in the same run (ratio printed), and the mean reward of a group
+  whose repeats are *reworded* (30% of the words changed) under each mode,
 - the repetition check alone on one answer at 1x/2x/4x/8x length (near-linear scaling check),
 - writing reward with a random-init tiny Qwen2 RM (scores only the first/last 4,096 tokens by the head_tail policy),
 - one GRPO step of the tiny model (G=8, 16-token completions) for scale: reward overhead as a share of it.
@@ -80,6 +82,21 @@ def main() -> None:
     t_len = best_of(lambda: length_f(prompts=prompts, completions=completions, length_range=ranges), args.repeats)
     t_fmt = best_of(lambda: format_f(prompts=prompts, completions=completions), args.repeats)
     fmt_vals = format_f(prompts=prompts, completions=completions)
+    ngram_f = get_format_reward(repetition="ngram")
+    t_fmt_ngram = best_of(lambda: ngram_f(prompts=prompts, completions=completions), args.repeats)
+
+    def reword(text: str) -> str:  # 30% of the words replaced: a paraphrased repeat
+        words = text.split(" ")
+        for i in rng.sample(range(len(words)), int(0.3 * len(words))):
+            words[i] = rng.choice(vocab)
+        return " ".join(words)
+
+    para_answers = []
+    for _ in range(args.group):
+        base = make_answer(rng, vocab, n_words // 2, repeat=False)
+        para_answers.append("<think>plan</think>\n<answer>" + base + "\n\n" + reword(base))
+    para_both = format_f(prompts=prompts, completions=para_answers)
+    para_ngram = ngram_f(prompts=prompts, completions=para_answers)
     scaling = {}
     for mult in (1, 2, 4, 8):
         text = make_answer(random.Random(mult), vocab, n_words * mult, False)
@@ -103,7 +120,7 @@ def main() -> None:
         policy = save_tiny_causal_lm(f"{d}/policy")
         with open(f"{d}/p.jsonl", "w") as f:
             f.write(json.dumps({"question": "Write a story", "length_range": [5, 10]}) + "\n")
-        cfg = TrainConfig(model=policy, dataset=f"{d}/p.jsonl", output_dir=f"{d}/run", untagged="whole",
+        cfg = TrainConfig(model=policy, input=f"{d}/p.jsonl", output_dir=f"{d}/run", untagged="whole",
                           template="<|user|>: {question} <|assistant|>:", num_generations=8,
                           per_device_train_batch_size=8, max_steps=3, max_completion_length=16, save_steps=0,
                           device="cpu")
@@ -118,6 +135,9 @@ def main() -> None:
         "length_reward_s": round(t_len, 4), "format_reward_s": round(t_fmt, 4), "length_plus_format_s": round(lf, 4),
         "target_met": lf < 0.5, "format_reward_mean_repeated_half": round(sum(fmt_vals[1::2]) / len(fmt_vals[1::2]), 3),
         "format_reward_mean_distinct_half": round(sum(fmt_vals[0::2]) / len(fmt_vals[0::2]), 3),
+        "format_reward_ngram_only_s": round(t_fmt_ngram, 4), "format_both_vs_ngram_ratio": round(t_fmt / t_fmt_ngram, 2),
+        "reworded_repeats_format_mean_both": round(sum(para_both) / len(para_both), 3),
+        "reworded_repeats_format_mean_ngram": round(sum(para_ngram) / len(para_ngram), 3),
         "repetition_check_s_by_length": {k: round(v, 4) for k, v in scaling.items()},
         "writing_reward_tiny_rm_s": round(t_write, 3),
         "tiny_grpo_step_s": round(t_step, 3),
