@@ -20,6 +20,8 @@ _EXPORTS = {
     "compute_judge_mask": "ptr", "compute_ptr_rewards": "ptr", "format_reward": "rewards",
     "accuracy_reward": "rewards", "get_ptr_reasoning_reward": "rewards", "get_judge": "judge",
     "train_ptr": "trainer", "load_emotioncot": "data", "compute_emotion_metrics": "evaluation",
+    "SimilarityReward": "similarity", "load_similarity": "similarity", "fit_calibration": "calibration",
+    "load_calibration": "calibration", "save_calibration": "calibration", "is_think_answer_format": "rewards",
 }
 __all__ = sorted(_EXPORTS)
 

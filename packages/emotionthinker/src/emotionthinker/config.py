@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from rlcore.backends import BACKEND_HELP, BACKENDS
 from rlcore.cli import option
 
 __all__ = ["ProsodyConfig", "RunConfig", "AnnotateConfig", "PTRConfig", "TrainConfig", "InferConfig", "EvalConfig"]
@@ -158,13 +159,6 @@ class PTRConfig:
             raise ValueError("need 0 <= uniform_low < correct_threshold < uniform_high <= 1")
 
 
-BACKENDS = ("hf", "vllm")
-# rlcore.rollout.BACKEND_HELP, repeated here so that `--help` does not import torch (a test checks they match)
-BACKEND_HELP = {
-    "backend": "generation backend: hf (transformers, any device) or vllm (GPU; pip install 'rlcore[vllm]')",
-    "tensor_parallel_size": "vllm backend: number of GPUs the model is split over (tensor parallelism)",
-    "gpu_memory_utilization": "vllm backend: fraction of GPU memory vLLM may use for weights + KV cache (0-1]",
-}
 OUTCOME_REWARDS = ("exact", "similarity")
 
 

@@ -56,7 +56,9 @@ def run_inference(cfg: InferConfig, policy=None) -> dict[str, int]:
             task = bar.add_task("infer", total=len(todo))
             for s in range(0, len(todo), cfg.batch_size):
                 chunk = todo[s: s + cfg.batch_size]
-                ids, mm = policy.encode([load_audio(r["audio_file"], policy.sample_rate)[0] for _, r in chunk])
+                waves = [load_audio(r["audio_file"], policy.sample_rate)[0] for _, r in chunk]
+                # hf: expanded ids + processor features; vllm: one placeholder + raw audio (vLLM expands it)
+                ids, mm = policy.encode_raw(waves) if cfg.backend == "vllm" else policy.encode(waves)
                 seeds = [cfg.seed * 1_000_003 + s + k for k in range(len(chunk))]
                 outs = gen.generate(prompt_ids=ids, params=params, mm_inputs=mm, seeds=seeds)
                 for (rid, r), row in zip(chunk, outs, strict=True):

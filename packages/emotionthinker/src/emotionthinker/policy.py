@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -109,6 +108,14 @@ class AudioTextPolicy:
         mm = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask") and hasattr(v, "shape")}
         return ids, mm
 
+    def encode_raw(self, audios: Sequence[np.ndarray]) -> tuple[list[list[int]], dict[str, Any]]:
+        """For the vLLM backend: unexpanded prompt ids (one audio placeholder) and the raw waveforms.
+
+        vLLM expands the placeholder and extracts features itself from ``multi_modal_data`` (raw media).
+        """
+        ids = self.tokenizer(self.prompt_text(), add_special_tokens=False).input_ids
+        return [list(ids) for _ in audios], {"audio": [(np.asarray(a), self.sample_rate) for a in audios]}
+
     def placeholder_token_ids(self) -> list[int]:
         """Media placeholder ids (audio/image/video tokens of the model config and tokenizer): never to be sampled."""
         ids: set[int] = set()
@@ -149,8 +156,9 @@ def load_policy(ref: str, device=None, dtype=None) -> AudioTextPolicy:
         policy = tiny_audio_policy()
         policy.model.to(dev)
         return policy
-    if ref.startswith((".", "/", "~")) and not Path(ref).expanduser().exists():
-        raise ValueError(f"no model at {ref}")
+    from rlcore.cli import check_model_ref
+
+    ref = check_model_ref(ref)  # "no model at ./x" before any hub call
     cfg = transformers.AutoConfig.from_pretrained(ref)
     kw = {"dtype": resolve_dtype(dtype, dev)}
     if cfg.model_type == "qwen2_5_omni":

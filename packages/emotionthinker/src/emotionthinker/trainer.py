@@ -61,15 +61,8 @@ def combine(values: list[list[float | None]], weights: list[float]) -> list[floa
         >>> combine([[1.0, None, None], [0.5, 1.0, None]], [2.0, 1.0])
         [2.5, 1.0, nan]
     """
-    try:
-        from rlcore.rewards import combine_rewards
-    except ImportError:  # rlcore before I6: the same rule here
-        n = len(values[0]) if values else 0
-        out = []
-        for i in range(n):
-            col = [w * v[i] for v, w in zip(values, weights, strict=True) if v[i] is not None]
-            out.append(float(sum(col)) if col else float("nan"))
-        return out
+    from rlcore.rewards import combine_rewards
+
     return combine_rewards(values, weights)
 
 
@@ -132,7 +125,12 @@ def ptr_step(policy: AudioTextPolicy, model, generator, optimizer, batch: list[d
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, n=G,
                             bad_token_ids=policy.placeholder_token_ids())
     model.eval()
-    comps = [c for row in generator.generate(prompt_ids=prompt_ids, params=params, seeds=seeds, mm_inputs=mm)
+    if cfg.backend == "vllm":  # vLLM takes raw audio and expands the placeholder itself; sync the weights first
+        generator.load_weights(policy.model)
+        gen_ids, gen_mm = policy.encode_raw(audios)
+    else:
+        gen_ids, gen_mm = prompt_ids, mm
+    comps = [c for row in generator.generate(prompt_ids=gen_ids, params=params, seeds=seeds, mm_inputs=gen_mm)
              for c in row]  # (P*G,), groups contiguous
     texts = [c.text for c in comps]
     cont = [list(c.token_ids) for c in comps]
