@@ -97,7 +97,6 @@ def test_lengths_flag_takes_several_values(tmp_path, monkeypatch):
     from loongrl import cli
 
     seen = {}
-    monkeypatch.setattr(cli, "run_niah", None, raising=False)
 
     def fake(cfg):
         seen["lengths"], seen["depths"] = cfg.lengths, cfg.depths
@@ -107,3 +106,91 @@ def test_lengths_flag_takes_several_values(tmp_path, monkeypatch):
         cli.main(["niah", "--model", "m", "--lengths", "4096", "8192", "16384", "--depths", "0", "1", "--trials", "1"])
     assert e.value.code == 0
     assert seen == {"lengths": [4096, 8192, 16384], "depths": [0.0, 1.0]}
+
+
+def _jsonl(path):
+    from pathlib import Path
+
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+
+
+def test_eval_tiny_reasoner_default_flags_goes_through_rlcore(tmp_path):
+    """Issue 15: the default system prompt no longer crashes builtin:tiny-reasoner (its template has no system
+    turn: the prompt is folded into the user turn, and the run says so); generation goes through rlcore."""
+    from rlcore.testing import recording_generators
+
+    out = tmp_path / "pred.jsonl"
+    with recording_generators() as calls:
+        r = runner.invoke(app, ["eval", "--model", "builtin:tiny-reasoner", "--input", "builtin:multihop_qa",
+                                "--limit", "2", "--max-new-tokens", "24", "--output", str(out)])
+    assert r.exit_code == 0, r.output
+    assert calls and all(c.kind == "generate" for c in calls)
+    assert all(len(p) + c.params.max_new_tokens <= 256 for c in calls for p in c.prompt_ids)  # fits the window
+    metrics = json.loads((tmp_path / "pred.jsonl.metrics.json").read_text())
+    assert metrics["n"] == 2 and any("folded into the user turn" in n for n in metrics["notes"])
+    assert [x["id"] for x in _jsonl(out)] == ["mhqa-0000", "mhqa-0002"]
+
+
+def test_eval_stream_rerun_writes_only_missing_and_equals_uninterrupted(tmp_path):
+    from rlcore.testing import recording_generators
+
+    args = ["eval", "--model", "builtin:tiny-reasoner", "--input", "builtin:multihop_qa", "--max-new-tokens", "16",
+            "--batch-size", "2", "--temperature", "1.0"]
+    full = tmp_path / "full.jsonl"
+    assert runner.invoke(app, [*args, "--limit", "4", "--output", str(full)]).exit_code == 0
+    part = tmp_path / "part.jsonl"
+    assert runner.invoke(app, [*args, "--limit", "1", "--output", str(part)]).exit_code == 0  # an interrupted run
+    with recording_generators() as calls:
+        r = runner.invoke(app, [*args, "--limit", "4", "--output", str(part)])
+    assert r.exit_code == 0, r.output
+    assert sum(len(c.prompt_ids) for c in calls) == 3  # only the 3 missing items were generated
+    by_id = {x["id"]: x["response"] for x in _jsonl(part)}
+    assert len(_jsonl(part)) == 4 and by_id == {x["id"]: x["response"] for x in _jsonl(full)}
+
+
+def test_niah_default_flags_with_builtin_model(tmp_path):
+    out = tmp_path / "niah.png"
+    r = runner.invoke(app, ["niah", "--model", "builtin:tiny-reasoner", "--output", str(out), "--trials", "1",
+                            "--depths", "0.5", "--max-new-tokens", "8"])
+    assert r.exit_code == 0, r.output
+    grid = json.loads(out.with_suffix(".json").read_text())
+    assert grid["token_lengths"] == [1024, 2048, 4096] and grid["metric"] == "em" and out.stat().st_size > 0
+
+
+def test_rope_scaling_reaches_the_model_config():
+    from loongrl.generation import load_policy, parse_rope_scaling
+
+    model, _ = load_policy("builtin:tiny-reasoner", "cpu", "yarn:4")
+    rope = model.config.rope_parameters
+    assert rope["rope_type"] == "yarn" and rope["factor"] == 4.0 and rope["original_max_position_embeddings"] == 256
+    assert model.config.max_position_embeddings == 1024
+    with pytest.raises(ValueError, match="rope_scaling must be"):
+        parse_rope_scaling("yarn:0.5", 256)
+    r = runner.invoke(app, ["niah", "--model", "m", "--rope-scaling", "ntk:2"])
+    assert r.exit_code == 2 and "rope_scaling must be" in r.output
+
+
+@pytest.mark.slow
+def test_eval_memory_agent_cli_on_keychain_with_tiny_reasoner(tmp_path, tok_dir):
+    """The memory-agent path end to end from the CLI with the real built-in model (4x its window)."""
+    from loongrl.synthesis import synthesize
+    from rlcore.builtins import load_model_and_tokenizer
+    from rlcore.io import write_jsonl
+    from rlcore.testing import recording_generators
+
+    _, tok = load_model_and_tokenizer("builtin:tiny-reasoner", device="cpu")
+    recs = list(synthesize(make_synthetic_qa(40, seed=0, distractor_docs=0), tok, 1024, num_samples=1,
+                           reserve_tokens=16, doc_step=2))
+    kc = tmp_path / "kc.jsonl"
+    write_jsonl(kc, recs)
+    out = tmp_path / "mem.jsonl"
+    with recording_generators() as calls:
+        r = runner.invoke(app, ["eval", "--model", "builtin:tiny-reasoner", "--input", str(kc), "--task", "keychain",
+                                "--mode", "memory-agent", "--memory-tokens", "12", "--max-new-tokens", "12",
+                                "--output", str(out)])
+    assert r.exit_code == 0, r.output
+    (item,) = _jsonl(out)
+    assert item["segments"] >= 4 and item["steps"] == item["segments"] and len(calls) == item["steps"] + 1
+    assert all(len(p) + c.params.max_new_tokens <= 256 for c in calls for p in c.prompt_ids)
+    head = recs[0]["chain_head_with_question"]
+    assert all(head in tok.decode(c.prompt_ids[0]) for c in calls)  # the chain head is in every step

@@ -93,7 +93,7 @@ def filter_cmd(cfg: FilterConfig) -> None:
 
     from .data import load_qa, save_qa
     from .difficulty_filter import count_passes, filter_prompt, select_by_passes
-    from .generation import check_backend, load_policy, make_chat_sampler
+    from .generation import check_backend, load_policy, make_chat_sampler, row_seed
 
     _need(cfg, "input", "output", "model")
     check_backend(cfg.backend)
@@ -107,7 +107,8 @@ def filter_cmd(cfg: FilterConfig) -> None:
         task = bar.add_task("filter", total=len(items), completed=len(items) - len(todo))
         for b in range(0, len(todo), cfg.batch_size):
             chunk = todo[b: b + cfg.batch_size]
-            for it, rs in zip(chunk, sampler.sample([filter_prompt(it) for it in chunk], cfg.num_samples)):
+            seeds = [row_seed(cfg.seed, it.id) for it in chunk]
+            for it, rs in zip(chunk, sampler.sample([filter_prompt(it) for it in chunk], cfg.num_samples, seeds=seeds)):
                 w.write({"id": it.id, "passes": count_passes(it, rs, cfg.cem_match, cfg.answer_occurrence)})
                 bar.advance(task)
     passes = {r["id"]: r["passes"] for r in iter_jsonl(passes_path)}
@@ -177,7 +178,8 @@ def make_agent(cfg, sampler, window: int) -> object:
         sampler.notes.append(f"memory_tokens {mem} capped at {window // 4} (a quarter of the {window}-token window)")
         mem = window // 4
     return MemoryAgent(sampler, window, memory_tokens=mem, answer_tokens=min(cfg.max_new_tokens, window // 2),
-                       passes=cfg.memory_passes, system=cfg.system_prompt or None)
+                       passes=cfg.memory_passes, system=cfg.system_prompt or None, fit_memory=True,
+                       notes=sampler.notes)
 
 
 def _load_for_eval(cfg):
@@ -202,6 +204,7 @@ def eval_cmd(cfg: EvalConfig) -> None:
     from rlcore.io import ResumableJsonlWriter, iter_jsonl, write_json
 
     from .evaluation import evaluate_memory_agent, evaluate_rows, summarize
+    from .generation import row_seed
 
     _need(cfg, "model", "input")
     rows = _eval_rows(cfg)
@@ -216,7 +219,8 @@ def eval_cmd(cfg: EvalConfig) -> None:
         task = bar.add_task(f"eval ({cfg.mode})", total=len(rows), completed=len(rows) - len(todo))
         for b in range(0, len(todo), cfg.batch_size):
             chunk = todo[b: b + cfg.batch_size]
-            res = evaluate_memory_agent(chunk, agent) if agent else evaluate_rows(chunk, sampler)
+            seeds = [row_seed(cfg.seed, r["id"]) for r in chunk]
+            res = evaluate_memory_agent(chunk, agent) if agent else evaluate_rows(chunk, sampler, seeds=seeds)
             for r, item in zip(chunk, res["items"]):
                 rec = {"id": r["id"], **item}
                 items.append(rec)
@@ -249,14 +253,29 @@ def _niah_impl(cfg: NiahConfig) -> None:
     from rlcore.io import write_json
 
     from .data import DocPool, load_qa
-    from .evaluation import run_niah, save_heatmap
+    from .evaluation import evaluate_memory_agent, evaluate_rows, niah_examples, niah_grid, save_heatmap
+    from .prompts import to_messages
 
     _need(cfg, "model", "input", "output")
     docs = DocPool(load_qa(cfg.input, cfg.format)).docs
     sampler, window = _load_for_eval(cfg)
     agent = make_agent(cfg, sampler, window) if cfg.mode == "memory-agent" else None
-    res = run_niah(docs, sampler.tokenizer, sampler, cfg.lengths, cfg.depths, cfg.trials, cfg.system_prompt or None,
-                   cfg.seed, agent=agent, digits=cfg.needle_digits)
+    exs = niah_examples(docs, sampler.tokenizer, cfg.lengths, cfg.depths, cfg.trials, cfg.seed, cfg.needle_digits)
+    items: list[dict] = []
+    with progress() as bar:
+        task = bar.add_task(f"niah ({cfg.mode})", total=len(exs))
+        for b in range(0, len(exs), cfg.batch_size):
+            chunk = [e for _, _, e in exs[b: b + cfg.batch_size]]
+            if agent is not None:
+                res = evaluate_memory_agent([{"context": e["context"], "problem": e["question"],
+                                              "answers": e["answers"]} for e in chunk], agent, metric="em")
+            else:
+                res = evaluate_rows([{"prompt": to_messages(e["prompt"], cfg.system_prompt or None),
+                                      "answers": e["answers"]} for e in chunk], sampler, metric="em")
+            items += res["items"]
+            bar.advance(task, len(chunk))
+    res = niah_grid([(i, j) for i, j, _ in exs], items, cfg.lengths, cfg.depths, cfg.trials)
+    res["token_lengths"] = [e["length"] for _, _, e in exs]
     res.update(mode=cfg.mode, window=window, truncated_prompts=sampler.truncated, notes=sampler.notes)
     save_heatmap(res, cfg.output, title=f"Needle in a haystack, {cfg.mode} (exact match %)")
     write_json(Path(cfg.output).with_suffix(".json"), res)

@@ -8,14 +8,15 @@ from __future__ import annotations
 import dataclasses
 
 from rlcore.cli import option
+from rlcore.rollout import BACKEND_HELP as _ROLLOUT_HELP
 
 ID_FORMATS = ("full36", "hex32", "hex8")
 EVAL_MODES = ("single", "memory-agent")
 CEM_MATCHES = ("pred_in_gold", "gold_in_pred")
 ANSWER_OCCURRENCES = ("first", "last")
-BACKEND_HELP = "generation backend: 'hf' (transformers, rlcore.rollout.HFGenerator) or 'vllm' (needs rlcore[vllm])"
-TP_HELP = "vLLM tensor-parallel size (backend vllm)"
-GPU_MEM_HELP = "fraction of GPU memory vLLM may use (backend vllm)"
+BACKEND_HELP = _ROLLOUT_HELP["backend"]
+TP_HELP = _ROLLOUT_HELP["tensor_parallel_size"]
+GPU_MEM_HELP = _ROLLOUT_HELP["gpu_memory_utilization"]
 MEMORY_HELP = "memory-agent: memory bound in tokens = budget of each memory rewrite (MemAgent: 1024; capped at window/4)"
 QA_FORMATS = ("auto", "hotpotqa", "musique", "2wikimqa", "jsonl")
 PROMPT_VARIANTS = ("plain", "1line")

@@ -35,11 +35,16 @@ def summarize(per_item: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"n": n, **{k: 100 * sum(p[k] for p in per_item) / n for k in ("sub_em", "f1", "em", "score")}}
 
 
-def evaluate_rows(rows: Sequence[dict[str, Any]], sampler: Any, metric: str = "sub_em") -> dict[str, Any]:
-    """One sample per ``{"prompt", "answers"}`` row; sub-EM, F1 and EM of the final boxed answer, in percent."""
+def evaluate_rows(rows: Sequence[dict[str, Any]], sampler: Any, metric: str = "sub_em",
+                  seeds: Sequence[int] | None = None) -> dict[str, Any]:
+    """One sample per ``{"prompt", "answers"}`` row; sub-EM, F1 and EM of the final boxed answer, in percent.
+
+    ``seeds``: one per row (per-row sampling seeds; a resumed run then reproduces an uninterrupted one).
+    """
     if not rows:
         raise ValueError("no evaluation rows")
-    responses = sampler.sample([r["prompt"] for r in rows], 1)
+    prompts = [r["prompt"] for r in rows]
+    responses = sampler.sample(prompts, 1) if seeds is None else sampler.sample(prompts, 1, seeds=seeds)
     per_item = [{**score_item(resp, row["answers"], metric), "response": resp}
                 for row, (resp,) in zip(rows, responses)]
     return {**summarize(per_item), "items": per_item}

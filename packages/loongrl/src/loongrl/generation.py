@@ -14,8 +14,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["ChatSampler", "render_chat", "template_has_system", "fold_system", "middle_truncate", "model_window",
+__all__ = ["row_seed", "ChatSampler", "render_chat", "template_has_system", "fold_system", "middle_truncate", "model_window",
            "make_chat_sampler", "load_policy", "parse_rope_scaling"]
+
+
+def row_seed(seed: int, key: str) -> int:
+    """A per-row seed from the run seed and a row id (crc32), stable across runs and batch compositions.
+
+    Example:
+        >>> row_seed(0, "a") == row_seed(0, "a") != row_seed(1, "a")
+        True
+    """
+    import zlib
+
+    return (seed * 1_000_003 + zlib.crc32(str(key).encode("utf-8"))) % (2**31)
 
 
 def fold_system(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -135,8 +147,13 @@ class ChatSampler:
         return ids
 
     def sample(self, prompts: Sequence[Sequence[dict[str, Any]]], n: int = 1,
-               max_new_tokens: int | None = None) -> list[list[str]]:
-        """``n`` response texts for each chat prompt (``max_new_tokens`` overrides the default for this call)."""
+               max_new_tokens: int | None = None, seeds: Sequence[int] | None = None) -> list[list[str]]:
+        """``n`` response texts for each chat prompt (``max_new_tokens`` overrides the default for this call).
+
+        ``seeds`` (one per prompt) make each prompt's samples depend only on its seed (rlcore per-row seeds), so a
+        resumed streaming job reproduces an uninterrupted one; without them each call is seeded ``seed + first
+        index``.
+        """
         from rlcore.rollout import SamplingParams
 
         budget = max_new_tokens or self.max_new_tokens
@@ -147,7 +164,8 @@ class ChatSampler:
             params = SamplingParams(max_new_tokens=budget, temperature=self.temperature, top_p=self.top_p, n=n,
                                     seed=self.seed + b)
             self.calls += 1
-            res = self.generator.generate(prompt_ids=ids, params=params)
+            kw = {} if seeds is None else {"seeds": [int(x) for x in seeds[b: b + self.batch_size]]}
+            res = self.generator.generate(prompt_ids=ids, params=params, **kw)
             out += [[c.text for c in row] for row in res]
         return out
 
@@ -195,12 +213,7 @@ def load_policy(ref: str, device: str = "auto", rope_scaling: str = "") -> tuple
     rope = parse_rope_scaling(rope_scaling, orig)
     params = dict(getattr(config, "rope_parameters", None) or {})
     params.update(rope)
-    config.rope_parameters = params
-    if hasattr(config, "rope_scaling"):
-        try:
-            config.rope_scaling = params
-        except AttributeError:
-            pass
+    config.rope_parameters = params  # transformers >= 5 (rope_scaling is its deprecated alias)
     if orig:
         config.max_position_embeddings = int(orig * rope["factor"])
     d = get_device(dev)
@@ -212,37 +225,16 @@ def load_policy(ref: str, device: str = "auto", rope_scaling: str = "") -> tuple
     return model, tok
 
 
-BACKENDS = ("hf", "vllm")
-VLLM_HINT = "the vllm backend needs vLLM: pip install 'rlcore[vllm]'"
-
-
 def check_backend(backend: str) -> None:
     """Fail fast (before any model loads) when ``backend`` is unknown or is vllm without vLLM installed."""
     import importlib.util
 
+    from rlcore.rollout import BACKENDS, VLLM_MISSING, BackendUnavailableError
+
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     if backend == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise ValueError(VLLM_HINT)
-
-
-def _make_generator_compat(model: Any, tokenizer: Any = None, *, backend: str = "hf", batch_size: int | None = None,
-                           tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9, seed: int | None = None,
-                           **kw: Any) -> Any:
-    """``rlcore.rollout.make_generator`` (API E6) for an rlcore that does not ship it yet."""
-    from rlcore import rollout
-
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
-    if backend == "hf":
-        return rollout.HFGenerator(model, tokenizer, batch_size=batch_size)
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is None:
-        raise ValueError(VLLM_HINT)
-    name = model if isinstance(model, str) else getattr(model, "name_or_path", None) or model.config._name_or_path
-    return rollout.VLLMGenerator(name, tokenizer, tensor_parallel_size=tensor_parallel_size,
-                                 gpu_memory_utilization=gpu_memory_utilization, seed=seed or 0, **kw)
+        raise BackendUnavailableError(VLLM_MISSING)
 
 
 def make_chat_sampler(cfg: Any, model: Any, tokenizer: Any, *, temperature: float | None = None,
@@ -252,10 +244,8 @@ def make_chat_sampler(cfg: Any, model: Any, tokenizer: Any, *, temperature: floa
     ``cfg`` supplies ``backend``, ``tensor_parallel_size``, ``gpu_memory_utilization``, ``batch_size``, ``seed``
     and (unless overridden) ``temperature``, ``top_p``, ``max_new_tokens``.
     """
-    try:
-        from rlcore.rollout import make_generator
-    except ImportError:  # rlcore without API E6 yet
-        make_generator = _make_generator_compat
+    from rlcore.rollout import make_generator
+
     gen = make_generator(model, tokenizer, backend=getattr(cfg, "backend", "hf"),
                          batch_size=None, tensor_parallel_size=getattr(cfg, "tensor_parallel_size", 1),
                          gpu_memory_utilization=getattr(cfg, "gpu_memory_utilization", 0.9),

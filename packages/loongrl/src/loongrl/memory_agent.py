@@ -114,6 +114,8 @@ class MemoryAgent:
         passes: at most this many reads of the whole document (1 = MemAgent); a document whose memory a whole
             pass left unchanged is not read again.
         system: system prompt of the answer step (``None``: none).
+        fit_memory: shrink ``memory_tokens`` (never below 8) when it would leave segments under an eighth of the
+            window (``notes`` says so); the CLI turns it on so tiny windows work with the default 1024.
     """
 
     sampler: Any
@@ -123,6 +125,8 @@ class MemoryAgent:
     passes: int = 1
     system: str | None = None
     initial_memory: str = "(empty)"
+    fit_memory: bool = False
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     def overhead(self, problem: str) -> int:
         """Tokens of a memory-step prompt with an empty segment and an empty memory."""
@@ -170,6 +174,13 @@ class MemoryAgent:
         """
         tok = self.sampler.tokenizer
         problems = [self.problem_for(d) for d in docs]
+        if self.fit_memory and problems:
+            over = max(self.overhead(p) for p in set(problems))
+            fit = (self.window - over - 8 - max(16, self.window // 8)) // 2
+            if 8 <= fit < self.memory_tokens:
+                self.notes.append(f"memory_tokens {self.memory_tokens} lowered to {fit} so segments get at least "
+                                  f"{max(16, self.window // 8)} of the {self.window}-token window")
+                self.memory_tokens = fit
         segs = [make_segments(d["context"], tok, self.segment_budget(p)) for d, p in zip(docs, problems)]
         memory = [self.initial_memory] * len(docs)
         traces: list[list[str]] = [[] for _ in docs]

@@ -108,17 +108,11 @@ def grpo_args(cfg: TrainConfig, output_dir: str, max_steps: int):
     extra: dict[str, Any] = {"use_cpu": True} if cfg.use_cpu else {}
     if cfg.use_cpu or cfg.bf16:
         extra["bf16"] = cfg.bf16 and not cfg.use_cpu
-    if cfg.backend == "vllm":
-        import importlib.util
-
-        if importlib.util.find_spec("vllm") is None:
-            raise ValueError("the vllm backend needs vLLM: pip install 'rlcore[vllm]'")
-        extra.update(use_vllm=True, vllm_mode=cfg.vllm_mode, vllm_tensor_parallel_size=cfg.tensor_parallel_size,
-                     vllm_gpu_memory_utilization=cfg.gpu_memory_utilization)
     if cfg.save_steps:
         extra.update(save_strategy="steps", save_steps=cfg.save_steps)
     return make_grpo_config(
-        output_dir, max_steps=max_steps, num_generations=cfg.num_generations, learning_rate=cfg.learning_rate,
+        output_dir, backend=cfg.backend, vllm_mode=cfg.vllm_mode, tensor_parallel_size=cfg.tensor_parallel_size,
+        gpu_memory_utilization=cfg.gpu_memory_utilization, max_steps=max_steps, num_generations=cfg.num_generations, learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler_type, beta=cfg.beta, epsilon=cfg.epsilon,
         max_grad_norm=cfg.max_grad_norm, max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature, per_device_train_batch_size=cfg.per_device_train_batch_size,
