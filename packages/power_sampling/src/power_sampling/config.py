@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Any
 
+from rlcore.backends import BACKEND_HELP, BACKENDS
 from rlcore.cli import option
 
 __all__ = ["SamplerConfig", "GenerateConfig", "EvalConfig"]
@@ -61,22 +62,13 @@ class SamplerConfig:
         return {n: getattr(self, n) for n in names}
 
 
-# the same names and help in every package (rlcore API E9)
-_BACKEND_HELP = {
-    "backend": "generation backend: hf (transformers, any device) or vllm (GPU; pip install 'rlcore[vllm]')",
-    "tensor_parallel_size": "vllm backend: number of GPUs the model is split over (tensor parallelism)",
-    "gpu_memory_utilization": "vllm backend: fraction of GPU memory vLLM may use for weights + KV cache (0-1]",
-}
-
-
 @dataclasses.dataclass
 class _RunConfig(SamplerConfig):
     model: str = option("", "model: builtin:<name>, a local from_pretrained directory or an HF hub name")
     device: str = option("auto", "cpu, cuda, cuda:1, ... or auto")
-    backend: str = option("hf", _BACKEND_HELP["backend"] + "; hf runs MH with prefix KV reuse, vllm one batched "
-                                "generate per MCMC move")
-    tensor_parallel_size: int = option(1, _BACKEND_HELP["tensor_parallel_size"])
-    gpu_memory_utilization: float = option(0.9, _BACKEND_HELP["gpu_memory_utilization"])
+    backend: str = option("hf", BACKEND_HELP["backend"])
+    tensor_parallel_size: int = option(1, BACKEND_HELP["tensor_parallel_size"])
+    gpu_memory_utilization: float = option(0.9, BACKEND_HELP["gpu_memory_utilization"])
     dtype: str = option("auto", "auto (bf16 on CUDA, fp32 on CPU), bf16, fp16 or fp32")
     batch_size: int = option(8, "prompts per batch; every batch runs num_chains chains per prompt together")
     chat_template: bool = option(False, "wrap prompts in the tokenizer's chat template (paper: Phi/Tulu yes, Qwen no)")
@@ -90,8 +82,8 @@ class _RunConfig(SamplerConfig):
             raise ValueError("output is required (a JSONL path)")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.backend not in ("hf", "vllm"):
-            raise ValueError(f"unknown backend {self.backend!r}; choose one of: hf, vllm")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
         if self.tensor_parallel_size < 1:
             raise ValueError(f"tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
         if not 0 < self.gpu_memory_utilization <= 1:
