@@ -1,6 +1,7 @@
 """Seconds and peak memory per training step: TIDPOTrainer vs trl's DPOTrainer on the same model, data and batch.
 
-Variants: plain DPO (sigmoid); TI-DPO weights only (alpha_KL 0, gamma 0: the cost of the attribution);
+Variants: plain DPO (sigmoid); DPO's loss computed by TIDPOTrainer (uniform weights: its own forward, the
+apples-to-apples base for the TI-DPO terms); TI-DPO weights only (alpha_KL 0, gamma 0: the cost of the attribution);
 TI-DPO with the TDPO2 KL (alpha_KL 0.5, gamma 0); the paper default (alpha_KL 0.5, gamma 0.1: + anchor sampling
 and the anchor rows in the same forward); confidence weights (--importance confidence, alpha_KL 0, gamma 0).
 Time: each round runs one step (forward, backward, AdamW update) of every variant in turn, threads pinned for all;
@@ -75,6 +76,7 @@ def _step(trainer, batch, opt) -> float:
 
 VARIANTS = {
     "dpo (trl DPOTrainer, sigmoid)": None,
+    "ti-dpo uniform weights = DPO via the TI-DPO head": dict(alpha_kl=0.0, gamma=0.0, token_weighting="uniform"),
     "ti-dpo weights only (alpha_kl 0, gamma 0)": dict(alpha_kl=0.0, gamma=0.0),
     "ti-dpo + TDPO2 KL, no triplet (alpha_kl 0.5, gamma 0)": dict(alpha_kl=0.5, gamma=0.0),
     "ti-dpo paper default (weights + KL + triplet)": dict(alpha_kl=0.5, gamma=0.1),

@@ -133,3 +133,14 @@ def test_cli_release_preset_reaches_the_trainer(tmp_path):
     assert (args.learning_rate, args.per_device_train_batch_size, args.gradient_accumulation_steps) == (5e-6, 1, 2)
     assert (args.beta, args.gamma, args.importance_span, args.prior_sigma_div) == (0.2, 0.001, "sequence", 8.0)
     assert getattr(args.optim, "value", args.optim) == "rmsprop" and args.warmup_steps == 150 and args.max_grad_norm == 10.0
+
+
+def test_pair_classifier_is_total():
+    """The only text 'parser' of the package: bad-pair classification never raises, linear time (API I4)."""
+    from rlcore.testing import fuzz_total
+    from ti_dpo.data import classify_pair
+
+    ok = {None, "empty_chosen", "empty_rejected", "identical"}
+    fuzz_total(lambda s: classify_pair({"prompt": s, "chosen": s, "rejected": s[::-1]}), check=lambda r: r in ok)
+    fuzz_total(lambda s: classify_pair({"chosen": [{"role": "assistant", "content": s}], "rejected": s}),
+               check=lambda r: r in ok)
