@@ -89,3 +89,74 @@ def test_bad_train_config():
         TrainConfig(per_device_train_batch_size=3, gradient_accumulation_steps=1)
     with pytest.raises(ValueError, match="no training data"):
         train(TrainConfig(model="x"))
+
+
+def _train_argv(d, out, *extra):
+    return ["loongrl", "train", "--model", str(d / "model"), "--input", str(d / "kc.jsonl"), "--output-dir", str(out),
+            "--warmup-steps", "0", "--stage1-steps", "4", "--stage2-steps", "0", "--num-generations", "2",
+            "--per-device-train-batch-size", "2", "--gradient-accumulation-steps", "1", "--max-completion-length", "8",
+            "--learning-rate", "1e-3", "--no-gradient-checkpointing", "--use-cpu", "--system-prompt", "", *extra]
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings(TRL_DEPRECATION)
+def test_kill_and_resume_equals_uninterrupted(tiny_run, tmp_path):
+    """Issue 14: SIGKILL after a checkpoint, --resume latest, final weights and logged metrics equal an
+    uninterrupted run with the same seed; no duplicated log rows."""
+    import subprocess
+    import sys
+
+    from rlcore.testing import run_and_kill
+
+    d, _ = tiny_run
+    env = {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    ref = tmp_path / "ref"
+    p = subprocess.run([sys.executable, "-m", *_train_argv(d, ref)], capture_output=True, text=True, timeout=600,
+                       env={**__import__("os").environ, **env})
+    assert p.returncode == 0, p.stderr[-2000:]
+    run = tmp_path / "run"
+    ck = run / "stage1" / "checkpoint-2" / "trainer_state.json"
+    killed = run_and_kill(_train_argv(d, run, "--save-steps", "1"), when=ck.is_file, timeout=600, env=env)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not (run / "train_log.json").exists()
+    p = subprocess.run([sys.executable, "-m", *_train_argv(d, run, "--save-steps", "1", "--resume", "latest")],
+                       capture_output=True, text=True, timeout=600, env={**__import__("os").environ, **env})
+    assert p.returncode == 0, p.stderr[-2000:]
+    a, b = _weights(ref / "final"), _weights(run / "final")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6, rtol=0) for k in a)
+    la = json.loads((ref / "train_log.json").read_text())["stages"][0]["log_history"]
+    lb = json.loads((run / "train_log.json").read_text())["stages"][0]["log_history"]
+    assert [h["step"] for h in lb] == [1, 2, 3, 4]  # no duplicated rows after the resume
+    for ha, hb in zip(la, lb):
+        assert ha["loss"] == pytest.approx(hb["loss"], abs=1e-6) and ha["reward"] == pytest.approx(hb["reward"])
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings(TRL_DEPRECATION)
+def test_two_process_launch_shards_data_and_writes_once(tiny_run, tmp_path):
+    """Issue 14: `accelerate launch --num_processes 2 -m loongrl train`: world size 2, different rows on the two
+    ranks, one writer (one summary line, one log)."""
+    from rlcore.testing import accelerate_launch
+
+    d, _ = tiny_run
+    out = tmp_path / "ddp"
+    argv = _train_argv(d, out)
+    argv[argv.index("--stage1-steps") + 1] = "2"
+    p = accelerate_launch(argv, num_processes=2, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    summaries = [line for line in p.stdout.splitlines() if line.startswith('{"final_model"')]
+    assert len(summaries) == 1 and json.loads(summaries[0])["world_size"] == 2
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["world_size"] == 2 and len(log["rank_rows"]) == 2
+    r0, r1 = log["rank_rows"]  # rows per generation batch on each rank
+    assert len(r0) == len(r1) == 2
+    for b0, b1 in zip(r0, r1):  # each batch: one prompt group per rank, different prompts
+        assert len(b0) == len(b1) == 1 and b0 != b1
+    steps = [h["step"] for h in log["stages"][0]["log_history"]]
+    assert steps == [1, 2]

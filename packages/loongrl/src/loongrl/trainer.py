@@ -117,7 +117,7 @@ def grpo_args(cfg: TrainConfig, output_dir: str, max_steps: int):
         max_grad_norm=cfg.max_grad_norm, max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature, per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, seed=cfg.seed,
-        logging_steps=cfg.logging_steps, loss_type="dapo",
+        logging_steps=cfg.logging_steps, loss_type="dapo", disable_tqdm=False,
         scale_rewards="group", activation_checkpointing=cfg.gradient_checkpointing, **extra,
     )
 
@@ -127,11 +127,11 @@ class _RowRecorder(LoongRLReward):
 
     def __init__(self, credit_empty_prediction: bool = False):
         super().__init__(credit_empty_prediction)
-        self.seen: set[str] = set()
+        self.seen: list[list[str]] = []  # per reward call (= per generation batch), the rows this rank scored
 
     def __call__(self, prompts: list, completions: list, answers: list | None = None,
                  data_source: list | None = None, row_id: list | None = None, **kwargs: Any) -> list[float | None]:
-        self.seen.update(row_id or [])
+        self.seen.append(sorted(set(row_id or [])))
         return super().__call__(prompts, completions, answers=answers, data_source=data_source, **kwargs)
 
 
@@ -165,7 +165,8 @@ def _resume_point(cfg: TrainConfig, stages: Sequence[Any]) -> tuple[int, str | N
     for k, st in enumerate(stages):
         if (out / st.name / "stage_log.json").is_file():
             continue
-        ckpts = sorted((p for p in (out / st.name).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+        ckpts = sorted((p for p in (out / st.name).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
+                        and (p / "trainer_state.json").is_file()),  # written last: a complete checkpoint
                        key=lambda p: int(p.name.split("-")[-1]))
         return k, str(ckpts[-1]) if ckpts else None
     return len(stages), None
@@ -245,9 +246,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             tok.save_pretrained(str(sdir / "final"))
             write_json(sdir / "stage_log.json", entry)
         log["stages"].append(entry)
-    seen = _gather(sorted(reward.seen))
+    seen = _gather(reward.seen)
     log["world_size"] = world_size()
-    log["rank_rows"] = seen if sum(map(len, seen)) <= 2000 else [len(x) for x in seen]
+    # per rank, the rows scored in each generation batch (a count per batch for large runs)
+    small = sum(len(b) for r in seen for b in r) <= 2000
+    log["rank_rows"] = seen if small else [[len(b) for b in r] for r in seen]
     final = out / "final"
     if is_main_process():
         model.save_pretrained(str(final))
