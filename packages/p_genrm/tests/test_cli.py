@@ -148,12 +148,28 @@ def test_score_streams_and_a_rerun_after_a_crash_writes_only_the_missing_records
     assert [r["scores"] for r in rows[:3]] == [[1.0, 1.0], [2.0, 8.0], [3.0, 5.0]]
 
 
+def test_eval_on_a_personalized_rewardbench_file(tmp_path, monkeypatch):
+    import p_genrm.scoring as scoring
+
+    recs = [{"id": f"s-{i}", "question": f"q{i}", "profile": [{"category": "c", "id": "p", "text": "I like q"}],
+             "rubric_aspects": [], "narrative": "", "category": "Society_and_Culture",
+             "chosen": f"quality {9 - i % 2}", "rejected": f"quality {2 + 7 * (i == 3)}"} for i in range(4)]
+    inp = tmp_path / "prb.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    monkeypatch.setattr(scoring, "load_scorer", lambda *a, **k: scoring.GenRMScorer(QualityJudge(), seed=1))
+    r = runner.invoke(app, ["eval", "--input", str(inp), "--history-size", "0"])
+    assert r.exit_code == 0, r.output
+    run = json.loads(r.stdout)["ind1"]["runs"][0]
+    # pairs 0-2 chosen wins (9 or 8 vs 2); pair 3: 8 vs 9 -> wrong; 4 users with one pair each
+    assert (run["users"], run["pairs"], run["accuracy"], run["release_accuracy"]) == (4, 4, 0.75, 0.75)
+
+
 def test_build_prototypes_fails_clearly_without_parsable_chains(tmp_path, model_dir):
     data = write_rows(tmp_path / "d.jsonl")
     r = runner.invoke(app, ["build-prototypes", "--model", model_dir, "--input", data, "--max-new-tokens", "4",
                             "--max-retries", "0", "--num-prototypes", "1", "--output-dir", str(tmp_path / "p")])
-    assert r.exit_code == 2 and "none of the 8 chains parsed" in r.output
-    assert len((tmp_path / "p" / "chains.jsonl").read_text().splitlines()) == 8  # streamed before the stop
+    assert r.exit_code == 2 and "none of the 4 chains parsed" in r.output
+    assert len((tmp_path / "p" / "chains.jsonl").read_text().splitlines()) == 4  # streamed before the stop
 
 
 def test_bad_inputs_exit_2_with_message(tmp_path):
@@ -181,6 +197,7 @@ def test_config_file_and_validation(tmp_path):
 
 
 @pytest.mark.parametrize("name, cls", [("build_prototypes", PrototypeConfig), ("eval_scaling", EvalConfig),
+                                       ("eval_personalized_rewardbench", EvalConfig),
                                        ("train_sft", TrainConfig), ("train_grpo", TrainConfig),
                                        ("train_curriculum", TrainConfig)])
 def test_recipes_load(name, cls):

@@ -8,48 +8,24 @@ from p_genrm.curriculum import compute_hardness
 from p_genrm.data import select_profile
 from p_genrm.evaluation_chain import ChainSample, extract_analysis, render_chain, try_parse_chain
 from p_genrm.rewards import CriteriaCoverageJudge, compute_outcome_reward, get_process_reward
-
-try:
-    from rlcore.testing import fuzz_total
-except ImportError:  # rlcore without the shared harness (API.md I4): the same checks, written here
-    fuzz_total = None
+from rlcore.testing import fuzz_total
 
 HEAD = "PART 1: Chain-of-Thought Analysis\nx\nPART 2: Final Scoring and JSON Output\n"
 MB = 1_000_000
-
-
-def _local_fuzz(fn, *, n_cases=1000, max_seconds=1.0, check=None):
-    from hypothesis import HealthCheck, given, settings
-    from hypothesis import strategies as st
-
-    pieces = st.sampled_from(["<JSON_START>", "<JSON_END>", "{", "}", "[", "]", '"better_response"', ":", ",",
-                              '"response_1"', '"response_2"', "9" * 4400, "1e999", "\ud800", "\x00", "PART 1: "
-                              "Chain-of-Thought Analysis", "PART 2: Final Scoring and JSON Output", "\\boxed{",
-                              '"criteria"', "NaN", "-", "."])
-    texts = st.one_of(st.text(), st.lists(st.one_of(pieces, st.text(max_size=5)), max_size=60).map("".join))
-
-    def run(s):
-        t0 = time.perf_counter()
-        out = fn(s)
-        assert time.perf_counter() - t0 < max_seconds
-        if check is not None:
-            assert check(out), out
-
-    given(texts)(settings(max_examples=n_cases, deadline=None, database=None,
-                          suppress_health_check=list(HealthCheck))(run))()
-    big = ["<JSON_START>" + "[" * MB + "<JSON_END>", "{" * MB, HEAD + "<JSON_START>" * (MB // 12),
-           "<JSON_START>" + '{"a": ' * (MB // 6) + "<JSON_END>", "9" * MB, "x" * MB + "<JSON_END>",
-           HEAD + "<JSON_START>" + json.dumps({"better_response": {"response_1": 1, "response_2": 2},
-                                               "rationale": "r" * MB}) + "<JSON_END>"]
-    for s in big:
-        run(s)
+# chain-shaped hostile inputs on top of rlcore's adversarial set: markers around deep JSON, huge numbers, 1 MB
+CHAIN_CASES = [HEAD + "<JSON_START>" + "[" * MB + "<JSON_END>", HEAD + "<JSON_START>" * (MB // 12),
+               "<JSON_START>" + '{"a": ' * (MB // 6) + "<JSON_END>", "x" * MB + "<JSON_END>",
+               '<JSON_START>{"better_response": {"response_1": ' + "9" * 5000 + ', "response_2": 1}}<JSON_END>',
+               HEAD + "<JSON_START>" + json.dumps({"better_response": {"response_1": 1, "response_2": 2},
+                                                   "rationale": "r" * MB}) + "<JSON_END>"]
 
 
 def fuzz(fn, check=None):
-    if fuzz_total is not None:
-        fuzz_total(fn, n_cases=1000, max_seconds=1.0, check=check)
-    else:
-        _local_fuzz(fn, n_cases=1000, max_seconds=1.0, check=check)
+    fuzz_total(fn, n_cases=1000, max_seconds=1.0, check=check)
+    for s in CHAIN_CASES:
+        t0 = time.perf_counter()
+        out = fn(s)
+        assert time.perf_counter() - t0 < 1.0 and (check is None or check(out))
 
 
 def is_score_or_none(x):

@@ -128,10 +128,13 @@ def test_scaler_bad_arguments(scripted):
 
 def test_cached_prototype_mode_uses_the_central_members_criteria_in_one_shared_prompt(scripted):
     index = make_index([5, 5])
-    # prototype 0 = e_0: its most central member is the one with the largest E_n . e_0
-    central = int(np.argmax(index.E[:5, 0]))
-    cards = index.prototype_criteria()
-    assert cards[0] == f"analysis of prototype 0 member {central}" and cards[1].startswith("analysis of prototype 1")
+    # prototype 0 = e_0: its most central members are those with the largest E_n . e_0
+    order = np.argsort(-index.E[:5, 0])
+    cards = index.prototype_criteria()  # default: the 4 most central members, most central first
+    assert cards[0] == "\n---\n".join(f"analysis of prototype 0 member {i}" for i in order[:4])
+    assert index.prototype_criteria(members=1)[0] == f"analysis of prototype 0 member {order[0]}"
+    assert cards[1].startswith("analysis of prototype 1")
+    central = order[0]
     gen = scripted()
     scaler = TestTimeScaler(GenRMScorer(gen), index, AnchorEmbedder(), ind_n=2, pro_k=2, pro_mode="cached")
     (res,) = scaler.score([REQ])

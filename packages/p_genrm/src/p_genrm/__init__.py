@@ -7,6 +7,7 @@ from .evaluation_chain import (
            ScoreRequest,
            build_messages,
            parse_chain,
+           try_parse_chain,
 )
 from .prototypes import PrototypeIndex, SentenceEmbedder
 from .scaling import PRESETS, TestTimeScaler
@@ -14,4 +15,5 @@ from .scoring import GenRMScorer
 
 __version__ = "0.1.0"
 __all__ = ["ChainParseError", "HistoryPair", "ParsedChain", "ScoreRequest", "build_messages", "parse_chain",
+           "try_parse_chain",
            "PrototypeIndex", "SentenceEmbedder", "PRESETS", "TestTimeScaler", "GenRMScorer"]

@@ -63,10 +63,10 @@ PARSE_ERROR_REASONS = (
     "preference_mismatch",
 )
 
-SYSTEM_PROMPT = """You are a personalized reward model. Judge two candidate responses the way THIS user would.
-Evidence about the user is given below{evidence_note}.
+SYSTEM_PROMPT = """You are a personalized reward model. Judge two candidate responses the way THIS user would, using
+the evidence about the user given at the end of this message{evidence_note}.
 
-{history}{criteria}Write your evaluation in exactly two parts.
+Write your evaluation in exactly two parts.
 
 {part1}
 1. User persona and preference synthesis: from the evidence, describe the user's Style, Content & Structure and Core
@@ -74,7 +74,9 @@ Evidence about the user is given below{evidence_note}.
 2. Personalized scoring model: derive the criteria that matter for this query, and say why each matters to this user.
 
 {part2}
-{output_spec}"""
+{output_spec}
+
+{history}{criteria}"""
 
 # The released checkpoints' output (spec "Evaluation chain"): free-text rationale + final scores.
 RELEASED_OUTPUT_SPEC = """Output one JSON object between {js} and {je} with keys:
@@ -211,9 +213,9 @@ def build_messages(request: ScoreRequest, order: tuple[int, int] = (0, 1),
              "an analysis of users with similar preferences" if request.prototype_criteria else ""]
     spec = STRICT_OUTPUT_SPEC if strict_arithmetic else RELEASED_OUTPUT_SPEC
     system = SYSTEM_PROMPT.format(
-        evidence_note=": " + "; ".join(n for n in notes if n), history=history, criteria=criteria,
+        evidence_note=" (" + "; ".join(n for n in notes if n) + ")", history=history, criteria=criteria,
         part1=PART1_HEADER, part2=PART2_HEADER, output_spec=spec.format(js=JSON_START, je=JSON_END),
-    )
+    ).rstrip()
     responses = (request.response_1, request.response_2)
     user = USER_PROMPT.format(query=request.query, response_1=responses[order[0]], response_2=responses[order[1]])
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]

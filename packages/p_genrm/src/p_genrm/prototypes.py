@@ -268,29 +268,28 @@ class PrototypeIndex:
         self._user_counts = Counter(m.user_id for m in members)
         self._cards: list[str | None] | None = None
 
-    def prototype_criteria(self, max_chars: int = 4000) -> list[str | None]:
+    def prototype_criteria(self, members: int = 4, max_chars: int = 4000) -> list[str | None]:
         """Cached criteria of every prototype (None for an empty one), computed once and reused for every user.
 
-        A prototype's criteria are PART 1 of its most central member (largest ``E_n . A_j``), clipped to
-        ``max_chars``.
+        A prototype's criteria are the PART-1 analyses of its ``members`` most central members (largest
+        ``E_n . A_j``, most central first), separated by ``---`` lines and clipped to ``max_chars`` in all.
 
         Raises:
             ValueError: the index was saved without member analyses (rebuild it with this version).
         """
-        if self._cards is None:
+        key = (members, max_chars)
+        if self._cards is None or self._cards[0] != key:
             if self.members and not any(m.analysis for m in self.members):
                 raise ValueError("this prototype index has no member analyses (needed by +cproK budgets); rebuild it "
                                  "with p-genrm build-prototypes")
             cards: list[str | None] = []
             for j in range(self.A.shape[0]):
                 idx = self.members_of(j)
-                if len(idx) == 0:
-                    cards.append(None)
-                    continue
-                best = idx[int(np.argmax(self.E[idx] @ self.A[j]))]
-                cards.append(self.members[best].analysis[:max_chars] or None)
-            self._cards = cards
-        return self._cards
+                best = idx[np.argsort(-(self.E[idx] @ self.A[j]), kind="stable")[:members]]
+                text = "\n---\n".join(self.members[i].analysis for i in best if self.members[i].analysis)
+                cards.append(text[:max_chars] or None)
+            self._cards = (key, cards)
+        return self._cards[1]
 
     def members_of(self, j: int) -> np.ndarray:
         """Indices of prototype ``j``'s members."""

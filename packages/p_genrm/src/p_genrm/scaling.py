@@ -134,7 +134,7 @@ class TestTimeScaler:
         tie_rule: see :func:`decide`.
         exclude_self: skip the querying user's own members among the neighbours.
         pro_mode: ``"neighbours"`` (paper): k neighbours each re-score the pair with their own history, one chain
-            each. ``"cached"``: the nearest prototype's cached criteria (PART 1 of its most central member, built
+            each. ``"cached"``: the nearest prototype's cached criteria (PART 1 of its 4 most central members, built
             once and reused for every user) join the user's own evidence in one prompt that is sampled k times
             (same prompt: one shared prefill), so Ind-n + Pro-k costs n + k chains with no per-neighbour prompts.
     """

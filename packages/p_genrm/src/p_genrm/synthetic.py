@@ -16,6 +16,7 @@ is poor and neighbours of the same archetype (Pro-k) fix it.
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -135,8 +136,8 @@ class SyntheticJudge:
         slip_rate: probability that a stated final score has an arithmetic slip (off by 0.2-0.5, like the
             paper's "= 5.4" for 5.65): the lenient parser takes it as written, ``--strict-arithmetic`` rejects it.
 
-    With an analysis of similar users in the prompt (``+cproK`` budgets) the judge reads its preference vector
-    and averages it with the one it infers from the history (the vector alone without history).
+    With analyses of similar users in the prompt (``+cproK`` budgets) the judge averages their preference vectors
+    and averages that with the one it infers from the history (their average alone without history).
     """
 
     device = "cpu"
@@ -158,9 +159,9 @@ class SyntheticJudge:
             w = s / max(np.linalg.norm(s), 1e-12)
         a = prompt.find(PROTOTYPE_START)
         if a >= 0:
-            m = re.search(r"preference vector (\[[^\]]*\])", prompt[a:prompt.find(PROTOTYPE_END)])
-            if m is not None:
-                v = _vec(m.group(1))
+            found = re.findall(r"preference vector (\[[^\]]*\])", prompt[a:prompt.find(PROTOTYPE_END)])
+            if found:  # the similar users' vectors, averaged, count like the user's own inferred vector
+                v = np.mean([_vec(f) / max(np.linalg.norm(_vec(f)), 1e-12) for f in found], axis=0)
                 w = w + v / max(np.linalg.norm(v), 1e-12)
                 w = w / max(np.linalg.norm(w), 1e-12)
         return w
@@ -200,7 +201,7 @@ class SyntheticJudge:
 
 
 def run_synthetic_study(quick: bool = False, seed: int = 0, budgets: tuple[str, ...] = ("ind1", "ind8", "ind16",
-                        "ind8+pro4", "ind16+pro8", "ind2+cpro2"), dim: int = 4, archetypes: int = 4,
+                        "ind4", "ind8+pro4", "ind16+pro8", "ind2+cpro2"), dim: int = 4, archetypes: int = 4,
                         user_noise: float = 0.2, weight_noise: float = 0.5, score_noise: float = 1.0,
                         topic_dim: int = 4, topic_noise: float = 0.3, member_history: int = 6,
                         short_history: int = 1, long_history: int = 6, strict_arithmetic: bool = False,
@@ -230,6 +231,10 @@ def run_synthetic_study(quick: bool = False, seed: int = 0, budgets: tuple[str, 
         hist = short_history if name == "short" else long_history
         for budget in budgets:
             ind_n, pro_k = get_preset(budget)
+            # every (group, budget) cell draws from its own streams: a cell does not depend on the budget list
+            cell = [seed, zlib.crc32(f"{name}|{budget}".encode())]
+            judge.rng = np.random.default_rng(cell)
+            scorer.rng.seed(str(cell))
             scaler = TestTimeScaler(scorer, index, embedder, ind_n=ind_n, pro_k=pro_k,
                                     pro_mode=preset_pro_mode(budget))
             before, retried = scorer.stats.generated, scorer.stats.retried
