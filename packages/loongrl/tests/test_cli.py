@@ -164,6 +164,14 @@ def test_rope_scaling_reaches_the_model_config():
     rope = model.config.rope_parameters
     assert rope["rope_type"] == "yarn" and rope["factor"] == 4.0 and rope["original_max_position_embeddings"] == 256
     assert model.config.max_position_embeddings == 1024
+    import math
+
+    import torch
+
+    assert model.model.rotary_emb.rope_type == "yarn"  # the rotary embedding was built with YaRN
+    assert model.model.rotary_emb.attention_scaling == pytest.approx(0.1 * math.log(4) + 1)
+    ids = torch.tensor([[5 + i % 300 for i in range(600)]])  # past the original 256 positions
+    assert torch.isfinite(model(ids).logits).all()
     with pytest.raises(ValueError, match="rope_scaling must be"):
         parse_rope_scaling("yarn:0.5", 256)
     r = runner.invoke(app, ["niah", "--model", "m", "--rope-scaling", "ntk:2"])
