@@ -101,3 +101,56 @@ def test_score_continuations_grad_does_not_share(model, tok):
     lm = CountingLM(model)
     out = score_continuations(lm, [P, P], [tok(" brown").input_ids, tok(" fox").input_ids], grad=True)
     assert lm.shapes[0][0] == 2 and all(o.requires_grad for o in out)
+
+
+HEAD = "Response A is more helpful than Response B because it follows the user's preferences closely. "
+
+
+@pytest.mark.parametrize("cache", ["dynamic", "static"])
+def test_common_prefix_of_distinct_prompts_prefilled_once(model, tok, cache):
+    head = tok(HEAD).input_ids
+    tails = [tok("Pitch is high.").input_ids, tok("0123").input_ids, [head[0]]]
+    prompts = [head + t for t in tails] + [head + tails[1][:1]]  # the last is a prefix of the second one + 1 token
+    params = SamplingParams(max_new_tokens=5, n=2, temperature=0.9, stop_token_ids=[])
+    runs = {}
+    for share in (True, False):
+        lm = CountingLM(model)
+        g = HFGenerator(lm, tok, cache_implementation=cache, share_prefill=share, min_shared_prefix=8)
+        runs[share] = (g.generate(prompt_ids=prompts, params=params, seeds=[0, 1, 2, 3]), lm.shapes)
+    (shared, shapes), (plain, _) = runs[True], runs[False]
+    for a, b in zip(_flat(shared), _flat(plain)):
+        assert a.token_ids == b.token_ids
+        torch.testing.assert_close(a.raw_logprobs, b.raw_logprobs, atol=1e-5, rtol=0)
+        torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
+    L = _common(prompts)
+    assert L >= len(head) - 1
+    # the head once (1 row), then the 4 distinct tails, then 8-row decode steps
+    assert shapes[0] == (1, L) and shapes[1] == (4, max(len(p) for p in prompts) - L)
+    assert all(s == (8, 1) for s in shapes[2:])
+
+
+def _common(prompts):
+    n = 0
+    while n < min(map(len, prompts)) - 1 and len({p[n] for p in prompts}) == 1:
+        n += 1
+    return n
+
+
+def test_score_continuations_common_prefix_prefilled_once(model, tok):
+    head = tok(HEAD).input_ids
+    ps = [head + tok("Pitch").input_ids, head + tok("0123 sad").input_ids, head + tok("Pitch").input_ids, head]
+    cs = [tok(" is high").input_ids, tok(" tone").input_ids, tok(" low").input_ids, tok(" yes").input_ids]
+    lm = CountingLM(model)
+    shared = score_continuations(lm, ps, cs, min_shared_prefix=8)
+    L = len(head) - 1  # capped so the bare head keeps one tail token
+    assert lm.shapes[0] == (1, L) and lm.shapes[1][0] == 3  # head once, then the 3 distinct tails
+    plain = score_continuations(model, ps, cs, share_prompts=False)
+    for p, c, a, b in zip(ps, cs, shared, plain):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+        with torch.no_grad():
+            logits = model(torch.tensor([p + c])).logits[0, len(p) - 1: -1]
+        ref = torch.log_softmax(logits, -1).gather(-1, torch.tensor(c)[:, None]).squeeze(-1)
+        torch.testing.assert_close(a, ref, atol=1e-5, rtol=0)
+    lm.shapes.clear()  # under the threshold: plain distinct-prompt prefill
+    score_continuations(lm, ps, cs, min_shared_prefix=len(head) + 5)
+    assert lm.shapes[0][0] == 3

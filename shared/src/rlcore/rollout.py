@@ -284,6 +284,42 @@ def _model_dtype(model: Any):
     return dt if isinstance(dt, torch.dtype) else None
 
 
+def _shared_prefix_len(seqs: Sequence[Sequence[int]], min_len: int) -> int:
+    """Length of the common token prefix of 2+ distinct sequences worth sharing (0 when under ``min_len``).
+
+    Capped at ``shortest - 1`` so every sequence keeps at least one tail token (its last-position logits).
+    """
+    if len(seqs) < 2:
+        return 0
+    first, n = seqs[0], min(len(x) for x in seqs) - 1
+    L = 0
+    while L < n and all(x[L] == first[L] for x in seqs[1:]):
+        L += 1
+    return L if L >= max(min_len, 1) else 0
+
+
+def _prefill_distinct(model, seqs, pad_id, device, prefix_len, mm_kw):
+    """Prefill distinct prompts: their first ``prefix_len`` tokens once (one row), then the tails on top.
+
+    Returns ``(last logits (U, 1, V), cache, mask (U, P))`` in the layout ``[prefix][left pad][tail]`` (plain left
+    padding when ``prefix_len == 0``), or None when the model's cache cannot be expanded.
+    """
+    L = prefix_len
+    tail_ids, tail_mask = _pad_left([list(x[L:]) for x in seqs], pad_id, device)
+    if L == 0:
+        logits, cache = lm_forward(model, tail_ids, tail_mask, _positions(tail_mask), None, logits_to_keep=1, **mm_kw)
+        return (logits, cache, tail_mask) if cache is not None and hasattr(cache, "reorder_cache") else None
+    pre = torch.as_tensor([list(seqs[0][:L])], dtype=torch.long, device=device)
+    ones = torch.ones_like(pre)
+    _, cache = lm_forward(model, pre, ones, _positions(ones), None, logits_to_keep=1)
+    if cache is None or not hasattr(cache, "reorder_cache"):
+        return None
+    cache.reorder_cache(torch.zeros(len(seqs), dtype=torch.long, device=device))
+    mask = torch.cat([ones.expand(len(seqs), L), tail_mask], 1)
+    logits, cache = lm_forward(model, tail_ids, mask, _positions(mask)[:, L:], cache, logits_to_keep=1)
+    return logits, cache, mask
+
+
 class HFGenerator:
     """Sampling with a transformers causal LM (or any rlcore LM) through a hand-rolled batched decode loop.
 
@@ -293,8 +329,10 @@ class HFGenerator:
 
     Shared prefill: the ``n`` rows of one prompt are not prefilled ``n`` times; each distinct prompt of a batch is
     prefilled once and its KV cache is expanded to its rows (``Cache.reorder_cache`` with repeated indices), then
-    copied into the static cache on CUDA. Results equal the unshared path (``share_prefill=False``) up to float
-    rounding.
+    copied into the static cache on CUDA. Distinct prompts that start with the same ``>= min_shared_prefix``
+    tokens (a long instruction head, say) prefill that prefix once too: the batch layout is then
+    ``[prefix][left pad][tail]`` (positions follow the mask, so the pads in the middle change nothing). Results
+    equal the unshared path (``share_prefill=False``) up to float rounding.
 
     Args:
         model: a causal LM (HF or rlcore LM interface).
@@ -303,13 +341,15 @@ class HFGenerator:
         cache_implementation: ``"dynamic"``, ``"static"`` or ``"auto"`` (static on CUDA).
         compile: compile the decode step; ``"auto"`` = on CUDA only.
         seed: seeds one generator used by calls that pass neither ``generator``, ``seeds`` nor ``params.seed``.
-        share_prefill: prefill each distinct prompt once per batch (see above).
+        share_prefill: prefill each distinct prompt once per batch, and a common token prefix of the distinct
+            prompts once (see above).
+        min_shared_prefix: the shortest common prefix (tokens) worth prefilling once for distinct prompts.
 
     """
 
     def __init__(self, model: Any, tokenizer: Any = None, device: Any = None, batch_size: int | None = None,
                  cache_implementation: str = "auto", compile: bool | str = "auto", seed: int | None = None,
-                 share_prefill: bool = True):
+                 share_prefill: bool = True, min_shared_prefix: int = 32):
         self.model = model
         self.tokenizer = tokenizer
         self.device = torch.device(device) if device is not None else model_device(model)
@@ -323,6 +363,7 @@ class HFGenerator:
         self.static = self.static and cache_kwarg(model) is not None
         self.compile = on_cuda if compile == "auto" else bool(compile)
         self.share_prefill = share_prefill
+        self.min_shared_prefix = min_shared_prefix
         self._step_fn = None
         self._default_generator = (torch.Generator(device=self.device).manual_seed(seed) if seed is not None
                                    else None)
@@ -409,35 +450,43 @@ class HFGenerator:
                 results[pi].append(comp)
         return results
 
-    def _prefill(self, input_ids, mask, owners, mm, total):
-        """Prefill forward; returns (last-position logits (B, 1, V), cache or None) for the B rows."""
+    def _prefill(self, seqs, input_ids, mask, owners, mm, total):
+        """Prefill forward for the B rows; returns (last-position logits (B, 1, V), cache or None, mask).
+
+        Shared: distinct prompts once (``owners`` says which rows share one), a common token prefix of the distinct
+        prompts once (layout ``[prefix][pad][tail]``, see :func:`_prefill_distinct`), then the KV is expanded.
+        """
         B = input_ids.shape[0]
-        pos = _positions(mask)
         dtype = _model_dtype(self.model)
         uniq = list(dict.fromkeys(owners))
-        if self.share_prefill and cache_kwarg(self.model) is not None and len(uniq) < B:
+        if self.share_prefill and cache_kwarg(self.model) is not None:
             first = {o: r for r, o in reversed(list(enumerate(owners)))}
-            sel = torch.tensor([first[o] for o in uniq], device=input_ids.device)
-            logits, cache = lm_forward(self.model, input_ids[sel], mask[sel], pos[sel], None, logits_to_keep=1,
-                                       **_mm_rows(mm, uniq, self.device, dtype))
-            slot = {o: k for k, o in enumerate(uniq)}
-            expand = torch.tensor([slot[o] for o in owners], device=input_ids.device)
-            if cache is not None and hasattr(cache, "reorder_cache"):
-                cache.reorder_cache(expand)
-                logits = logits.index_select(0, expand)
-                if not self.static:
-                    return logits, cache
-                static = self._to_static(cache, total)
-                if static is not None:
-                    return logits, static
+            useqs = [seqs[first[o]] for o in uniq]
+            L = 0 if mm else _shared_prefix_len(useqs, self.min_shared_prefix)
+            if len(uniq) < B or L > 0:
+                res = _prefill_distinct(self.model, useqs, self._pad_id(), self.device, L,
+                                        _mm_rows(mm, uniq, self.device, dtype))
+                if res is not None:
+                    logits, cache, umask = res
+                    slot = {o: k for k, o in enumerate(uniq)}
+                    expand = torch.tensor([slot[o] for o in owners], device=self.device)
+                    if len(uniq) < B:
+                        cache.reorder_cache(expand)
+                        logits, umask = logits.index_select(0, expand), umask.index_select(0, expand)
+                    if not self.static:
+                        return logits, cache, umask
+                    static = self._to_static(cache, total)
+                    if static is not None:
+                        return logits, static, umask
             # this cache type cannot be expanded / copied: fall back to prefilling every row
         cache = None
         if self.static:
             from transformers import StaticCache
 
             cache = StaticCache(config=self.model.config, max_cache_len=total)
-        return lm_forward(self.model, input_ids, mask, pos, cache, logits_to_keep=1,
-                          **_mm_rows(mm, owners, self.device, dtype))
+        logits, cache = lm_forward(self.model, input_ids, mask, _positions(mask), cache, logits_to_keep=1,
+                                   **_mm_rows(mm, owners, self.device, dtype))
+        return logits, cache, mask
 
     def _to_static(self, dyn, total):
         """Copy an expanded DynamicCache into a fresh StaticCache (None when the layer types do not match)."""
@@ -467,7 +516,7 @@ class HFGenerator:
         eos_t = torch.tensor(sorted(eos), device=self.device, dtype=torch.long) if eos else None
         input_ids, mask = _pad_left(seqs, self._pad_id(), self.device)
         total = P + params.max_new_tokens
-        logits, cache = self._prefill(input_ids, mask, owners, mm, total)
+        logits, cache, mask = self._prefill(seqs, input_ids, mask, owners, mm, total)
         V = logits.shape[-1]
         bad_t = None
         if params.bad_token_ids:
@@ -777,7 +826,7 @@ def make_generator(model: Any, tokenizer: Any = None, *, backend: str = "hf", ba
 def score_continuations(model: Any, prompt_ids: Sequence[Sequence[int]], continuation_ids: Sequence[Sequence[int]],
                         temperature: float = 1.0, batch_size: int | None = None, pad_id: int = 0, *,
                         mm_inputs: Mapping[str, torch.Tensor] | None = None, grad: bool = False,
-                        share_prompts: bool = True) -> list[torch.Tensor]:
+                        share_prompts: bool = True, min_shared_prefix: int = 32) -> list[torch.Tensor]:
     """Per-token log-probs of each continuation given its prompt, in one forward pass per batch.
 
     Layout ``[left pad][prompt][continuation][right pad]`` so every continuation starts at the same column; the LM
@@ -797,6 +846,8 @@ def score_continuations(model: Any, prompt_ids: Sequence[Sequence[int]], continu
         mm_inputs: extra model inputs (first dimension = number of pairs), passed to the forward pass.
         grad: keep the autograd graph (loss passes); the tensors then stay on the model's device.
         share_prompts: prefill a prompt shared by several pairs once (see above).
+        min_shared_prefix: distinct prompts of a batch that start with at least this many identical tokens
+            prefill that prefix once (layout ``[prefix][left pad][tail]``).
 
     Returns:
         One ``(len(continuation),)`` float32 tensor per pair (log-probs at ``temperature``), on CPU unless ``grad``.
@@ -812,11 +863,11 @@ def score_continuations(model: Any, prompt_ids: Sequence[Sequence[int]], continu
         raise ValueError("every prompt needs at least one token to condition on")
     keys = [tuple(int(t) for t in p) for p in prompt_ids]
     share = (share_prompts and not grad and mm is None and cache_kwarg(model) is not None
-             and len(set(keys)) < len(keys))
+             and (len(set(keys)) < len(keys) or _shared_prefix_len(list(set(keys)), min_shared_prefix) > 0))
     ctx = torch.enable_grad() if grad else torch.no_grad()
     with ctx:
         if share:
-            return _score_shared(model, keys, continuation_ids, temperature, batch_size, pad_id)
+            return _score_shared(model, keys, continuation_ids, temperature, batch_size, pad_id, min_shared_prefix)
         return _score_plain(model, prompt_ids, continuation_ids, temperature, batch_size, pad_id, mm, grad)
 
 
@@ -848,7 +899,7 @@ def _score_plain(model, prompt_ids, continuation_ids, temperature, batch_size, p
     return out
 
 
-def _score_shared(model, keys, continuation_ids, temperature, batch_size, pad_id):
+def _score_shared(model, keys, continuation_ids, temperature, batch_size, pad_id, min_shared_prefix):
     device = model_device(model)
     n = len(keys)
     groups: dict[tuple, list[int]] = {}
@@ -867,8 +918,13 @@ def _score_shared(model, keys, continuation_ids, temperature, batch_size, pad_id
             continue
         uniq = list(dict.fromkeys(keys[i] for i in chunk))
         slot = {k: u for u, k in enumerate(uniq)}
-        ids, pmask = _pad_left([list(k) for k in uniq], pad_id, device)
-        last, cache = lm_forward(model, ids, pmask, _positions(pmask), None, logits_to_keep=1)  # (U, 1, V)
+        res = _prefill_distinct(model, uniq, pad_id, device, _shared_prefix_len(uniq, min_shared_prefix), {})
+        if res is None:  # this cache cannot be expanded: score the chunk unshared
+            for i, r in zip(chunk, _score_plain(model, [list(keys[i]) for i in chunk], cs, temperature, None, pad_id,
+                                                None, False)):
+                out[i] = r
+            continue
+        last, cache, pmask = res  # (U, 1, V), KV of the U prompts, (U, P)
         expand = torch.tensor([slot[keys[i]] for i in chunk], device=device)
         last = last.index_select(0, expand)
         pmask = pmask.index_select(0, expand)
@@ -879,11 +935,6 @@ def _score_shared(model, keys, continuation_ids, temperature, batch_size, pad_id
             cmask[r, : len(c)] = 1
         cont, cmask = cont.to(device), cmask.to(device)
         if C > 1:
-            if cache is None or not hasattr(cache, "reorder_cache"):  # cannot expand: score this chunk unshared
-                res = _score_plain(model, [list(keys[i]) for i in chunk], cs, temperature, None, pad_id, None, False)
-                for i, r in zip(chunk, res):
-                    out[i] = r
-                continue
             cache.reorder_cache(expand)
             mask = torch.cat([pmask, cmask[:, : C - 1]], 1)
             pos = pmask.sum(-1, keepdim=True) + torch.arange(C - 1, device=device)[None]
