@@ -50,8 +50,11 @@ def make_anchor_generator(model: Any, tokenizer: Any, backend: str = "hf", tenso
     from rlcore import rollout
 
     if hasattr(rollout, "make_generator"):
+        # hf: a dynamic KV cache and no torch.compile: prompt lengths change every step, and the weights are
+        # updated in place between calls (a static-cache CUDA graph would recompile per length)
+        kw = {"cache_implementation": "dynamic", "compile": False} if backend == "hf" else {}
         return rollout.make_generator(model, tokenizer, backend=backend, tensor_parallel_size=tensor_parallel_size,
-                                      gpu_memory_utilization=gpu_memory_utilization, seed=seed)
+                                      gpu_memory_utilization=gpu_memory_utilization, seed=seed, **kw)
     if backend == "hf":
         return rollout.HFGenerator(model, tokenizer, cache_implementation="dynamic", compile=False)
     try:
