@@ -180,11 +180,11 @@ def main() -> None:
 
     PowerSampler(model, **{**kw, "max_new_tokens": B, "block_size": B}).sample(input_ids=[prompt], num_chains=2)
     _sync(args.device)  # warm-up done
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     ours = PowerSampler(model, **kw)
     samples = ours.sample(input_ids=[prompt], num_chains=args.chains)
     _sync(args.device)
-    t_ours = time.perf_counter() - t0
+    t_ours, c_ours = time.perf_counter() - t0, time.process_time() - c0
     tok_ours = ours.stats["tokens_generated"]
 
     gen = HFGenerator(model, tok)
@@ -192,10 +192,10 @@ def main() -> None:
                             seed=0)
     gen.generate(prompt_ids=[prompt], params=SamplingParams(max_new_tokens=4, n=2, stop_token_ids=[]))
     _sync(args.device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     gen.generate(prompt_ids=[prompt], params=params)
     _sync(args.device)
-    t_std = time.perf_counter() - t0
+    t_std, c_std = time.perf_counter() - t0, time.process_time() - c0
 
     n_ref = args.ref_chains or args.chains
     t0 = time.perf_counter()
@@ -222,6 +222,8 @@ def main() -> None:
         "expected_multiplier_exact": round(exact, 2),
         "overhead_over_theory": round(t_ours / t_std / theory, 2) if theory else None,
         "overhead_over_token_multiplier": round(t_ours / t_std / (tok_ours / (args.chains * T)), 2),
+        "cpu_time_ours_s": round(c_ours, 3), "cpu_time_standard_s": round(c_std, 3),
+        "cpu_overhead_over_token_multiplier": round(c_ours / c_std / (tok_ours / (args.chains * T)), 2),
         "decode_steps_ours": ours.stats["decode_steps"], "decode_steps_standard": T,
         "mean_acceptance": round(sum(s.acceptance_rate for s in samples) / len(samples), 3),
     }
