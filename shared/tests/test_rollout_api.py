@@ -344,7 +344,7 @@ def test_backend_error_is_one_line_exit_2_in_a_cli(model, tok, monkeypatch):
     res = CliRunner().invoke(app, ["--backend", "vllm"])
     assert res.exit_code == 2
     lines = res.output.strip().splitlines()
-    assert len(lines) == 1 and "the vllm backend needs vLLM: pip install 'rlcore" in lines[0]
+    assert lines == ["error: the vllm backend needs vLLM: pip install 'rlcore[vllm]'"]
     assert "Traceback" not in res.output
 
 

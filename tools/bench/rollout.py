@@ -12,7 +12,8 @@ On CUDA it also prints the fraction of the memory-bandwidth bound: (bytes of wei
 step) / step time, over the card's peak bandwidth (``PEAK_BANDWIDTH``, keyed by device name).
 
 A second table times shared prefill (E10): ``--prefill-n`` samples of one ``--prefill-len``-token prompt, prefilled
-once and expanded vs prefilled once per sample (``HFGenerator(share_prefill=False)``). ``--json PATH`` writes
+once and expanded vs prefilled once per sample (``HFGenerator(share_prefill=False)``); then ``--prefill-n / 2``
+distinct prompts (a common head + 16-token tails) x 2 samples, head prefilled once vs not. ``--json PATH`` writes
 every figure.
 """
 
@@ -126,6 +127,18 @@ def bench_shared_prefill(model, args, device) -> dict:
         sync(device)
         out["shared_s" if share else "unshared_s"] = time.perf_counter() - t
     out["speedup"] = out["unshared_s"] / out["shared_s"]
+    # distinct prompts with a common head (an instruction + different tails): the head is prefilled once
+    tails = [torch.randint(1, model.config.vocab_size, (16,), generator=g).tolist() for _ in range(args.prefill_n // 2)]
+    prompts = [prompt[: args.prefill_len - 16] + t for t in tails]
+    two = SamplingParams(max_new_tokens=args.prefill_new_tokens, n=2, stop_token_ids=[])
+    for share in (True, False):
+        gen = HFGenerator(model, share_prefill=share, cache_implementation="dynamic", compile=False)
+        sync(device)
+        t = time.perf_counter()
+        gen.generate(prompt_ids=prompts, params=two, seeds=list(range(len(prompts))))
+        sync(device)
+        out["prefix_shared_s" if share else "prefix_unshared_s"] = time.perf_counter() - t
+    out["prefix_speedup"] = out["prefix_unshared_s"] / out["prefix_shared_s"]
     return out
 
 
@@ -189,6 +202,9 @@ def main():
         print(f"shared prefill: n={args.prefill_n} samples of a {args.prefill_len}-token prompt, "
               f"{args.prefill_new_tokens} new tokens: shared {sp['shared_s']:.2f}s, unshared {sp['unshared_s']:.2f}s, "
               f"ratio {sp['speedup']:.2f}x")
+        print(f"shared head: {args.prefill_n // 2} distinct prompts x n=2 = {args.prefill_n} rows, common "
+              f"{args.prefill_len - 16}-token head + 16-token tails: shared {sp['prefix_shared_s']:.2f}s, unshared "
+              f"{sp['prefix_unshared_s']:.2f}s, ratio {sp['prefix_speedup']:.2f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
