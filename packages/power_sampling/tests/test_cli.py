@@ -139,3 +139,36 @@ def test_builtin_model_with_eval_defaults(tmp_path):
     assert r.exit_code == 0, r.output
     assert "max_new_tokens 3072 ->" in r.output
     assert len(out.read_text().splitlines()) == 3
+
+
+def test_generate_streams_and_rerun_fills_only_missing(tmp_path, model_dir):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "hello"}\n{"id": "b", "prompt": "a b c"}\n')
+    out = tmp_path / "g.jsonl"
+    args = ["generate", "--model", model_dir, "--input", str(prompts), "--output", str(out), "--num-chains", "2",
+            "--max-new-tokens", "4", "--block-size", "2", "--mcmc-steps", "1", "--device", "cpu", "--batch-size", "1"]
+    assert runner.invoke(app, args).exit_code == 0
+    full = out.read_text().splitlines()
+    assert [json.loads(x)["id"] for x in full] == ["a:0", "a:1", "b:0", "b:1"]
+    out.write_text("\n".join(full[:2]) + "\n" + full[2][:10])  # a crash mid-write: b:0 half written
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0 and "wrote 2 samples" in r.output, r.output
+    assert out.read_text().splitlines() == full  # same records: chains depend only on (seed, prompt, chain)
+    r = runner.invoke(app, [*args[:-2], "--batch-size", "2", "--method", "smc"])  # all ids done: nothing to do
+    assert r.exit_code == 0 and out.read_text().splitlines() == full
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text('{"id": "a", "prompt": "x"}\n{"id": "a", "prompt": "y"}\n')
+    r = runner.invoke(app, ["generate", "--model", model_dir, "--input", str(dup), "--output", str(tmp_path / "d")])
+    assert r.exit_code == 2 and "records 0 and 1 share id 'a'" in r.output
+
+
+def test_generate_smc_writes_particle_weights(tmp_path, model_dir):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "hello"}\n')
+    out = tmp_path / "s.jsonl"
+    r = runner.invoke(app, ["generate", "--model", model_dir, "--input", str(prompts), "--output", str(out),
+                            "--method", "smc", "--num-particles", "3", "--max-new-tokens", "4", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads(out.read_text())
+    assert len(rec["particle_weights"]) == 3 and abs(sum(rec["particle_weights"]) - 1) < 1e-6
+    assert rec["tokens_generated"] == 3 * len(rec["token_ids"]) or rec["finish_reason"] == "eos"
