@@ -225,8 +225,9 @@ def test_load_weights(fake_vllm, tok, model):
 @pytest.mark.gpu
 def test_real_vllm_logprobs_seeds_and_weight_reload(tok, tmp_path):
     pytest.importorskip("vllm")
-    path = save_tiny_causal_lm(tmp_path / "m", tok)
-    model = tiny_causal_lm(tok).cuda()
+    shape = dict(hidden_size=256, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2)  # head_dim 64
+    path = save_tiny_causal_lm(tmp_path / "m", tok, **shape)
+    model = tiny_causal_lm(tok, **shape).cuda()
     g = VLLMGenerator(path, tok, gpu_memory_utilization=0.3, dtype="float32", max_model_len=512, enforce_eager=True,
                       seed=0)
     params = SamplingParams(max_new_tokens=12, n=2, temperature=0.7, top_k=40, top_p=0.9, stop_token_ids=[],
@@ -240,7 +241,7 @@ def test_real_vllm_logprobs_seeds_and_weight_reload(tok, tmp_path):
         torch.testing.assert_close(c.logprobs, samp, atol=1e-4, rtol=0)
     both = g.generate(prompt_ids=[tok("hi").input_ids, P], params=params, seeds=[1, 5])[1]
     assert [c.token_ids for c in out] == [c.token_ids for c in both]
-    trained = tiny_causal_lm(tok, seed=1).cuda()
+    trained = tiny_causal_lm(tok, seed=1, **shape).cuda()
     g.load_weights(trained)
     c = g.generate(prompt_ids=[P], params=params, seeds=[5])[0][0]
     raw, _ = full_logprobs(trained, P, c.token_ids)
