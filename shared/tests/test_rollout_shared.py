@@ -154,3 +154,19 @@ def test_score_continuations_common_prefix_prefilled_once(model, tok):
     lm.shapes.clear()  # under the threshold: plain distinct-prompt prefill
     score_continuations(lm, ps, cs, min_shared_prefix=len(head) + 5)
     assert lm.shapes[0][0] == 3
+
+
+@pytest.mark.gpu
+def test_cuda_shared_prefill_static_compiled_equals_unshared(tok):
+    model = tiny_causal_lm(tok).cuda()
+    head = tok(HEAD).input_ids
+    prompts = [head + tok("Pitch").input_ids, head + tok("0123").input_ids]
+    params = SamplingParams(max_new_tokens=12, n=3, stop_token_ids=[])
+    fast = HFGenerator(model, tok, min_shared_prefix=8)  # static cache + CUDA graphs, head and prompts shared
+    assert fast.static and fast.compile
+    a = fast.generate(prompt_ids=prompts, params=params, seeds=[0, 1])
+    b = HFGenerator(model, tok, cache_implementation="dynamic", compile=False, share_prefill=False).generate(
+        prompt_ids=prompts, params=params, seeds=[0, 1])
+    for x, y in zip(_flat(a), _flat(b)):
+        assert x.token_ids == y.token_ids
+        torch.testing.assert_close(x.raw_logprobs, y.raw_logprobs, atol=1e-4, rtol=0)
