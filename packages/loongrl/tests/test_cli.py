@@ -202,3 +202,12 @@ def test_eval_memory_agent_cli_on_keychain_with_tiny_reasoner(tmp_path, tok_dir)
     assert all(len(p) + c.params.max_new_tokens <= 256 for c in calls for p in c.prompt_ids)
     head = recs[0]["chain_head_with_question"]
     assert all(head in tok.decode(c.prompt_ids[0]) for c in calls)  # the chain head is in every step
+
+
+def test_mistyped_model_path_is_one_line(tmp_path):
+    seed = tmp_path / "seed.jsonl"
+    save_qa(seed, make_synthetic_qa(2, seed=0))
+    for cmd in (["eval", "--input", str(seed)], ["niah"], ["filter", "--input", str(seed), "--output", "o"],
+                ["train", "--input", str(seed)]):
+        r = runner.invoke(app, [*cmd, "--model", "./no/such/model"])
+        assert r.exit_code == 2 and "no model at ./no/such/model" in r.output and "Traceback" not in r.output

@@ -61,7 +61,7 @@ def test_grpo_steps_on_tiny_keychain_data(tiny_run):
     cfg = TrainConfig(model=str(d / "model"), output_dir=str(d / "run"), input=str(d / "kc.jsonl"),
                       warmup_steps=0, stage1_steps=2, stage2_steps=0, num_generations=4,
                       per_device_train_batch_size=4, gradient_accumulation_steps=1, max_completion_length=16,
-                      learning_rate=1e-3, gradient_checkpointing=False, use_cpu=True, system_prompt="")
+                      learning_rate=1e-3, gradient_checkpointing=False, device="cpu", system_prompt="")
     log = train(cfg)
     (stage,) = log["stages"]
     hist = stage["log_history"]
@@ -78,7 +78,7 @@ def test_grpo_steps_on_tiny_keychain_data(tiny_run):
 
 
 def test_grpo_args_carry_spec_defaults(tmp_path):
-    args = grpo_args(TrainConfig(model="m", use_cpu=True), str(tmp_path), 5)
+    args = grpo_args(TrainConfig(model="m", device="cpu"), str(tmp_path), 5)
     assert (args.num_generations, args.learning_rate, args.beta, args.epsilon, args.max_grad_norm) == (8, 1e-6, 0.001, 0.2, 1.0)
     assert args.lr_scheduler_type == "cosine" and args.scale_rewards == "group" and args.max_steps == 5
     assert args.per_device_train_batch_size * args.gradient_accumulation_steps == 256
@@ -95,7 +95,7 @@ def _train_argv(d, out, *extra):
     return ["loongrl", "train", "--model", str(d / "model"), "--input", str(d / "kc.jsonl"), "--output-dir", str(out),
             "--warmup-steps", "0", "--stage1-steps", "4", "--stage2-steps", "0", "--num-generations", "2",
             "--per-device-train-batch-size", "2", "--gradient-accumulation-steps", "1", "--max-completion-length", "8",
-            "--learning-rate", "1e-3", "--no-gradient-checkpointing", "--use-cpu", "--system-prompt", "", *extra]
+            "--learning-rate", "1e-3", "--no-gradient-checkpointing", "--device", "cpu", "--system-prompt", "", *extra]
 
 
 def _weights(path):

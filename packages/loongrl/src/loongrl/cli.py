@@ -14,9 +14,14 @@ app = typer.Typer(help="LoongRL: KeyChain long-context data synthesis and RL for
 
 
 def _need(cfg: object, *names: str) -> None:
+    """Required flags are set, and a model reference is checked before anything heavy loads."""
     for n in names:
         if not getattr(cfg, n):
             raise ValueError(f"--{n.replace('_', '-')} is required")
+    if "model" in names:
+        from rlcore.cli import check_model_ref
+
+        check_model_ref(cfg.model)
 
 
 @config_command(app, "synth", SynthConfig)
@@ -126,6 +131,7 @@ def train_cmd(cfg: TrainConfig) -> None:
 
     from .trainer import train
 
+    _need(cfg, "model")
     log = train(cfg)
     summary = [{k: v for k, v in s.items() if k != "log_history"} for s in log["stages"]]
     main_print(json.dumps({"final_model": log["final_model"], "world_size": log.get("world_size", 1),

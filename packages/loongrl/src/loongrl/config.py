@@ -177,13 +177,14 @@ class TrainConfig:
     tensor_parallel_size: int = option(1, TP_HELP)
     gpu_memory_utilization: float = option(0.9, GPU_MEM_HELP)
     gradient_checkpointing: bool = option(True, "activation checkpointing (needed for 16K prompts on GPU)")
-    use_cpu: bool = option(False, "force CPU training")
+    device: str = option("auto", "training device: auto (accelerate decides), cpu, cuda")
     bf16: bool = option(False, "bf16 mixed precision (on for GPU runs)")
 
     def __post_init__(self) -> None:
         _choice(self, "prompt_variant", PROMPT_VARIANTS)
         _check_backend(self)
         _choice(self, "vllm_mode", ("colocate", "server"))
+        _choice(self, "device", ("auto", "cpu", "cuda"))
         if self.save_steps < 0:
             raise ValueError(f"save_steps must be >= 0, got {self.save_steps}")
         _positive(self, "num_generations", "learning_rate", "max_completion_length", "mining_samples",

@@ -69,7 +69,7 @@ def run_demo(quick: bool = False) -> dict[str, Any]:
             log = train(TrainConfig(model=path, output_dir=str(Path(tmp) / "run"), input=str(Path(tmp) / "kc.jsonl"),
                                     warmup_steps=0, stage1_steps=2, stage2_steps=0, num_generations=2,
                                     per_device_train_batch_size=2, gradient_accumulation_steps=1,
-                                    max_completion_length=8, gradient_checkpointing=False, use_cpu=True,
+                                    max_completion_length=8, gradient_checkpointing=False, device="cpu",
                                     ))  # tiny-reasoner's template has no system turn: the prompt is folded in
             hist = log["stages"][0]["log_history"]
             metrics["grpo_steps"] = len(hist)

@@ -199,7 +199,8 @@ def load_policy(ref: str, device: str = "auto", rope_scaling: str = "") -> tuple
     ``rope_scaling`` ("yarn:4") goes into the model config before the weights load, with
     ``max_position_embeddings`` scaled by the factor.
     """
-    from rlcore.builtins import load_model_and_tokenizer, resolve
+    from rlcore.builtins import load_model_and_tokenizer
+    from rlcore.cli import check_model_ref
 
     dev = None if device == "auto" else device
     if not rope_scaling:
@@ -207,7 +208,7 @@ def load_policy(ref: str, device: str = "auto", rope_scaling: str = "") -> tuple
     from rlcore.device import get_device, resolve_dtype
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    path = resolve(ref)
+    path = check_model_ref(ref)
     config = AutoConfig.from_pretrained(path)
     orig = getattr(config, "max_position_embeddings", None)
     rope = parse_rope_scaling(rope_scaling, orig)

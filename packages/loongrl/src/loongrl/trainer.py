@@ -105,9 +105,10 @@ def grpo_args(cfg: TrainConfig, output_dir: str, max_steps: int):
     """
     from rlcore.training import make_grpo_config
 
-    extra: dict[str, Any] = {"use_cpu": True} if cfg.use_cpu else {}
-    if cfg.use_cpu or cfg.bf16:
-        extra["bf16"] = cfg.bf16 and not cfg.use_cpu
+    cpu = cfg.device == "cpu"
+    extra: dict[str, Any] = {"use_cpu": True} if cpu else {}
+    if cpu or cfg.bf16:
+        extra["bf16"] = cfg.bf16 and not cpu
     if cfg.save_steps:
         extra.update(save_strategy="steps", save_steps=cfg.save_steps)
     return make_grpo_config(
@@ -204,7 +205,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     first, ckpt = _resume_point(cfg, stages)
     out = Path(cfg.output_dir)
     start_model = cfg.model if first == 0 else str(out / stages[first - 1].name / "final")
-    model, tok = load_model_and_tokenizer(start_model, device="cpu" if cfg.use_cpu else None)
+    model, tok = load_model_and_tokenizer(start_model, device="cpu" if cfg.device == "cpu" else None)
     if first > 0:  # TRL builds the KL reference from config._name_or_path: keep it the initial model, as verl does
         from rlcore.builtins import resolve
 
