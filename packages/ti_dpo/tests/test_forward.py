@@ -144,3 +144,14 @@ def test_vllm_backend_without_vllm_is_a_one_line_error(tmp_path):
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert "the vllm backend needs vLLM: pip install 'rlcore" in r.output
     assert "Loading weights" not in r.output  # checked before the model is loaded
+
+
+def test_evaluation_scores_through_rlcore():
+    from rlcore.testing import recording_generators
+    from ti_dpo.evaluation import evaluate_preferences
+
+    records = [dict(r) for r in load_preference_pairs("tiny", "test")]
+    with recording_generators() as calls:
+        m = evaluate_preferences(_lm(0), _tok(), records, ref_model=_lm(1), batch_size=4, show_progress=True)
+    assert calls and {c.kind for c in calls} == {"score"} and sum(len(c.prompt_ids) for c in calls) == 4 * 8
+    assert m["n"] == 8 and 0.0 <= m["reward_accuracy"] <= 1.0

@@ -46,8 +46,10 @@ def completion_logps(model: Any, prompts: list[list[int]], completions: list[lis
 
 
 def evaluate_preferences(model: Any, tokenizer: Any, records: Any, ref_model: Any = None, beta: float = 0.1,
-                         batch_size: int = 8) -> dict[str, float]:
+                         batch_size: int = 8, show_progress: bool = False) -> dict[str, float]:
     """Preference accuracy and margins of ``model`` on ``records`` (dicts with prompt/chosen/rejected).
+
+    ``show_progress``: a progress bar on stderr (the CLI's ``eval``).
 
     Returns:
         ``n``, ``likelihood_accuracy`` and, with ``ref_model``, ``reward_accuracy``, ``reward_margin`` (mean of
@@ -56,24 +58,40 @@ def evaluate_preferences(model: Any, tokenizer: Any, records: Any, ref_model: An
     triples = [tokenize_pair(tokenizer, r) for r in records]
     if not triples:
         raise ValueError("evaluate_preferences needs at least one record")
-    prompts = [t[0] for t in triples]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    bar = None
+    if show_progress:
+        from rlcore.cli import progress
+
+        bar = progress()
+        task = bar.add_task("scoring pairs", total=len(triples) * (4 if ref_model is not None else 2))
+        bar.start()
+
+    def score(m: Any, which: int) -> list[torch.Tensor]:
+        out: list[torch.Tensor] = []
+        for s in range(0, len(triples), batch_size):
+            chunk = triples[s:s + batch_size]
+            out += completion_logps(m, [t[0] for t in chunk], [t[which] for t in chunk], batch_size, pad)
+            if bar is not None:
+                bar.advance(task, len(chunk))
+        return out
+
     was = model.training
     model.eval()
     try:
-        lc = completion_logps(model, prompts, [t[1] for t in triples], batch_size, pad)
-        lr = completion_logps(model, prompts, [t[2] for t in triples], batch_size, pad)
+        lc, lr = score(model, 1), score(model, 2)
     finally:
         model.train(was)
     mean_c = torch.stack([x.mean() for x in lc])
     mean_r = torch.stack([x.mean() for x in lr])
     metrics = {"n": float(len(triples)), "likelihood_accuracy": (mean_c > mean_r).float().mean().item()}
     if ref_model is not None:
-        rc = completion_logps(ref_model, prompts, [t[1] for t in triples], batch_size, pad)
-        rr = completion_logps(ref_model, prompts, [t[2] for t in triples], batch_size, pad)
+        rc, rr = score(ref_model, 1), score(ref_model, 2)
         chosen = beta * torch.stack([(a - b).sum() for a, b in zip(lc, rc, strict=True)])
         rejected = beta * torch.stack([(a - b).sum() for a, b in zip(lr, rr, strict=True)])
         metrics.update(reward_accuracy=(chosen > rejected).float().mean().item(),
                        reward_margin=(chosen - rejected).mean().item(),
                        chosen_reward=chosen.mean().item(), rejected_reward=rejected.mean().item())
+    if bar is not None:
+        bar.stop()
     return metrics

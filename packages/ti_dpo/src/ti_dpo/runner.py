@@ -137,6 +137,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, float]:
     ref = load_model_and_tokenizer(cfg.ref_model, device=device, dtype="float32")[0] if cfg.ref_model else None
     if cfg.limit:
         ds = ds.select(range(min(cfg.limit, len(ds))))
-    metrics = evaluate_preferences(model, tok, list(ds), ref_model=ref, beta=cfg.beta, batch_size=cfg.batch_size)
+    metrics = evaluate_preferences(model, tok, list(ds), ref_model=ref, beta=cfg.beta, batch_size=cfg.batch_size,
+                                   show_progress=True)
     metrics.update({f"dropped_{k}": float(v) for k, v in report.items() if k != "kept"})
     return metrics
