@@ -116,10 +116,12 @@ def test_kill_and_resume_equals_uninterrupted(tiny_run, tmp_path):
 
     d, _ = tiny_run
     env = {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    ref = tmp_path / "ref"
-    p = subprocess.run([sys.executable, "-m", *_train_argv(d, ref)], capture_output=True, text=True, timeout=600,
-                       env={**__import__("os").environ, **env})
-    assert p.returncode == 0, p.stderr[-2000:]
+    ref = tmp_path / "ref"  # the uninterrupted run, in-process through the same CLI
+    from loongrl.cli import app
+    from typer.testing import CliRunner
+
+    r = CliRunner().invoke(app, _train_argv(d, ref)[1:])
+    assert r.exit_code == 0, r.output[-2000:]
     run = tmp_path / "run"
     ck = run / "stage1" / "checkpoint-2" / "trainer_state.json"
     killed = run_and_kill(_train_argv(d, run, "--save-steps", "1"), when=ck.is_file, timeout=600, env=env)
