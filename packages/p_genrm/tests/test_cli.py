@@ -175,6 +175,8 @@ def test_build_prototypes_fails_clearly_without_parsable_chains(tmp_path, model_
 def test_bad_inputs_exit_2_with_message(tmp_path):
     r = runner.invoke(app, ["score", "--input", str(tmp_path / "missing.jsonl")])
     assert r.exit_code == 2 and "missing.jsonl" in r.output
+    r = runner.invoke(app, ["score", "--input", "x.jsonl", "--model", "./no/such/model"])
+    assert r.exit_code == 2 and "no model at ./no/such/model" in r.output
     r = runner.invoke(app, ["score", "--input", "x.jsonl", "--preset", "ind16+pro8"])
     assert r.exit_code == 2 and "needs --prototypes" in r.output
     r = runner.invoke(app, ["train", "--stage", "dpo", "--input", "x.jsonl"])
@@ -217,4 +219,7 @@ def test_study_command_quick():
     assert r.exit_code == 0, r.output
     acc = json.loads(r.stdout)["accuracy"]
     assert set(acc) == {"short", "long"}
-    assert all(0 <= v <= 1 for row in acc.values() for v in row.values()) and len(acc["short"]) == 5
+    assert all(0 <= v <= 1 for row in acc.values() for v in row.values())
+    assert set(acc["short"]) == {"ind1", "ind4", "ind8", "ind16", "ind8+pro4", "ind16+pro8", "ind2+cpro2"}
+    rel = json.loads(r.stdout)["release_protocol"]["short"]["ind2+cpro2"]
+    assert set(rel) == {"accuracy", "dropped_unscored", "dropped_ties"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rlcore.cli import option
+from rlcore.cli import check_model_ref, option
 
 try:  # API.md E9: shared help strings (fallback until rlcore exports them)
     from rlcore.rollout import BACKEND_HELP
@@ -43,6 +43,7 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         if not self.model:
             raise ValueError("model: must name a model")
+        check_model_ref(self.model)  # a mistyped local path is one line, before any heavy import
         if self.backend not in ("hf", "vllm"):
             raise ValueError(f"backend: must be 'hf' or 'vllm', got {self.backend!r}")
         if self.tensor_parallel_size < 1:
@@ -198,6 +199,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"stage: must be one of {STAGES}, got {self.stage!r}")
+        check_model_ref(self.model)
         if not self.input:
             raise ValueError("input: a training JSONL file is required")
         if self.save_steps < 0:

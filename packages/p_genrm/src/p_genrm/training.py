@@ -103,7 +103,7 @@ def _grpo_trainer(cfg: TrainConfig, rows: list[dict], curriculum: bool, judge: A
         shuffle_dataset=not curriculum,
         reward_weights=[cfg.beta] if curriculum else [cfg.alpha, cfg.beta],
         backend=cfg.backend, tensor_parallel_size=cfg.tensor_parallel_size,
-        gpu_memory_utilization=cfg.gpu_memory_utilization, **_save_kw(cfg),
+        gpu_memory_utilization=cfg.gpu_memory_utilization, disable_tqdm=False, **_save_kw(cfg),
     )
     model, tok = load_model_and_tokenizer(cfg.model, device="cpu" if args.use_cpu else None)
     rows = [{**r, "prompt": fit_messages(r["prompt"], tok)} for r in rows]
@@ -127,7 +127,7 @@ def _sft_trainer(cfg: TrainConfig):
                      per_device_train_batch_size=cfg.per_device_train_batch_size, seed=cfg.seed,
                      gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_length=cfg.max_length,
                      use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(), report_to="none",
-                     logging_steps=1, disable_tqdm=True, **_save_kw(cfg))
+                     logging_steps=1, disable_tqdm=False, **_save_kw(cfg))
     model, tok = load_model_and_tokenizer(cfg.model, device="cpu" if not cuda else None, padding_side="right")
     rows = [{**r, "prompt": fit_messages(r["prompt"], tok)} for r in rows]
     return SFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
