@@ -29,20 +29,22 @@ def base(tmp_path_factory):
     return save_tiny_causal_lm(tmp_path_factory.mktemp("base") / "m")
 
 
-def test_two_process_launch_with_triplet_and_reentrant_checkpointing(tmp_path, base):
-    """DDP, 2 ranks, triplet on, reentrant activation checkpointing (the old "mark a variable ready only once"
-    crash): trains, shards the data (24 pairs, batch 4/rank -> 3 steps/epoch), one writer, one summary."""
+@pytest.mark.parametrize("ckpt,mode", [("reentrant", "separate"), ("off", "fused")])
+def test_two_process_launch_with_triplet_and_reentrant_checkpointing(tmp_path, base, ckpt, mode):
+    """DDP, 2 ranks, triplet on; with reentrant activation checkpointing (the old "mark a variable ready only
+    once" crash) and with the default fused attribution: trains, shards the data (24 pairs, batch 4/rank -> 3
+    steps/epoch), one writer, one summary."""
     out = tmp_path / "run"
     from rlcore.training import accelerate_launch
 
     r = accelerate_launch(["ti_dpo", *TRAIN, "--model", base, "--output-dir", str(out), "--num-train-epochs", "1",
-                           "--gamma", "0.1", "--activation-checkpointing", "reentrant"], num_processes=2,
+                           "--gamma", "0.1", "--activation-checkpointing", ckpt], num_processes=2,
                           timeout=600, env=_env())
     assert r.returncode == 0, r.stderr[-4000:]
     summaries = [line for line in r.stdout.splitlines() if line.startswith("{")]
     assert len(summaries) == 1  # only the main process prints the summary
     metrics = json.loads((out / "train_metrics.json").read_text())
-    assert metrics["world_size"] == 2 and metrics["attribution"] == "separate"
+    assert metrics["world_size"] == 2 and metrics["attribution"] == mode
     steps = [h["step"] for h in metrics["log_history"] if "loss/dpo" in h]
     assert steps == [1, 2, 3]  # 24 pairs / (2 ranks x 4) per step: each rank saw different pairs
     assert all(h["loss/triplet"] >= 0 for h in metrics["log_history"] if "loss/dpo" in h)
