@@ -161,6 +161,8 @@ def load_problems(task: str, data: str, split: str = "test", limit: int = 0, see
             raise DataError(f"{data} record {i}: none of the fields {list(spec.question_fields)} is present")
         if spec.answer_field not in rec:
             raise DataError(f"{data} record {i}: missing field {spec.answer_field!r}")
+        if task == "humaneval" and "test" not in rec:
+            raise DataError(f"{data} record {i}: missing field 'test' (HumanEval unit tests)")
         out.append(rec)
     return out
 
