@@ -134,7 +134,8 @@ stage() {
   log "== $name (timeout ${limit}s): $*"
   local t0 rc
   t0=$(date +%s)
-  timeout --kill-after=10 "$limit" "$@" > "$logf" 2>&1
+  # shell functions (install_cmd ...) are exported, so `bash -c` runs them under timeout like any program
+  timeout --kill-after=10 "$limit" bash -c '"$@"' _ "$@" > "$logf" 2>&1
   rc=$?
   local secs=$(($(date +%s) - t0)) status=ok
   [ "$rc" -ne 0 ] && status=failed
@@ -227,18 +228,22 @@ fi
 
 # ------------------------------------------------------------------------------------------------ stages
 install_cmd() {
+  local rc=0
   set -x
   mkdir -p "$SITE"
   if ls "$WHL"/*.whl > /dev/null 2>&1; then  # the wheels carried from --fetch-wheels (the GPU box has no network)
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHL"/*.whl
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHL"/*.whl \
+      || rc=1
   elif [ -f "$WHL/requirements.txt" ]; then  # network available: straight from the lockfile's pins
     grep -v -i -E '^(torch|triton|nvidia-|cuda-|vllm)' "$WHL/requirements.txt" > "$WORK/reqs.txt"
-    "$PY" -m pip install -q --no-deps --target "$SITE" -r "$WORK/reqs.txt"
+    "$PY" -m pip install -q --no-deps --target "$SITE" -r "$WORK/reqs.txt" || rc=1
   else
-    echo "no .whl/ carried: run tools/gpu_check.sh --fetch-wheels first and carry .whl"; return 1
+    echo "no .whl/ carried: run tools/gpu_check.sh --fetch-wheels first and carry .whl"; rc=1
   fi
   for sd in "$WHL"/deepspeed-*.tar.gz; do  # sdist: pure-python build, ops are JIT-compiled on first use
-    [ -e "$sd" ] && DS_BUILD_OPS=0 "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --target "$SITE" "$sd"
+    if [ -e "$sd" ]; then
+      DS_BUILD_OPS=0 "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --target "$SITE" "$sd" || rc=1
+    fi
   done
   set +x
   "$PY" - "$WORK/install.json" <<'EOF'
@@ -253,6 +258,7 @@ for m in mods:
 print(json.dumps(out, indent=1))
 json.dump(out, open(sys.argv[1], "w"))
 EOF
+  return $rc
 }
 
 env_cmd() {
@@ -295,6 +301,8 @@ EOF
   return $rc
 }
 
+export PY WHL SITE WORK ROOT
+export -f install_cmd env_cmd gpu_tests_cmd
 VLLM_OK=0; DS_OK=0
 refresh_caps() { has_module vllm && VLLM_OK=1; has_module deepspeed && DS_OK=1; }
 
