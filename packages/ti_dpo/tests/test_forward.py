@@ -155,3 +155,19 @@ def test_evaluation_scores_through_rlcore():
         m = evaluate_preferences(_lm(0), _tok(), records, ref_model=_lm(1), batch_size=4, show_progress=True)
     assert calls and {c.kind for c in calls} == {"score"} and sum(len(c.prompt_ids) for c in calls) == 4 * 8
     assert m["n"] == 8 and 0.0 <= m["reward_accuracy"] <= 1.0
+
+
+def test_anchor_cache_is_saved_with_the_checkpoint_and_restored_on_resume(tmp_path):
+    from rlcore.testing import recording_generators
+
+    ds = load_preference_pairs("tiny").select(range(4))  # batch 4: the same 4 prompts at every step
+    kw = dict(anchor_reuse_steps=0, learning_rate=1e-3, save_strategy="steps", save_steps=2)
+    first = _trainer(tmp_path, ds, max_steps=2, **kw)
+    first.train()
+    assert (tmp_path / "checkpoint-2" / "ti_dpo_state_rank0.json").is_file()
+    again = _trainer(tmp_path, ds, max_steps=3, **kw)
+    with recording_generators() as calls:
+        again.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+    assert [h["step"] for h in again.state.log_history if "loss/dpo" in h][-1] == 3
+    assert not [c for c in calls if c.kind == "generate"]  # step 3 reused the 4 anchors kept in the checkpoint
+    assert again._anchor_cache.keys() == first._anchor_cache.keys() and len(first._anchor_cache) == 4

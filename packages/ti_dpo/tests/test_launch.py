@@ -67,7 +67,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path, base):
 
     cut = tmp_path / "cut"
     k = run_and_kill(["ti_dpo", *argv[3:], "--output-dir", str(cut)], env=_env(), timeout=300, poll=0.01,
-                     when=lambda: (cut / "checkpoint-2" / "ti_dpo_state.json").is_file())
+                     when=lambda: (cut / "checkpoint-2" / "ti_dpo_state_rank0.json").is_file())
     assert k.returncode == -9, k.stderr[-3000:]
     assert not (cut / "train_metrics.json").exists()  # really interrupted
 

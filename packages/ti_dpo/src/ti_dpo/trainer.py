@@ -57,7 +57,7 @@ logger = get_logger(__name__)
 
 SPANS = ("response", "sequence")
 ATTRIBUTION_MODES = ("auto", "fused", "separate")
-STATE_FILE = "ti_dpo_state.json"
+STATE_FILE = "ti_dpo_state_rank{}.json"  # one per process: each rank caches the anchors of its own shard
 
 
 @dataclass
@@ -223,13 +223,15 @@ class TIDPOTrainer(DPOTrainer):
     # ---- checkpoints: the anchor cache is trainer state ------------------------------------------------------
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
-        if self.args.should_save:
-            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-            path = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            state = {"anchor_cache": [[list(k), step, ids] for k, (step, ids) in self._anchor_cache.items()]}
-            with open(os.path.join(path, STATE_FILE), "w") as f:
-                json.dump(state, f)
+        path = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        os.makedirs(path, exist_ok=True)
+        state = {"anchor_cache": [[list(k), step, ids] for k, (step, ids) in self._anchor_cache.items()]}
+        tmp = os.path.join(path, STATE_FILE.format(self.accelerator.process_index) + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+        os.replace(tmp, tmp[: -len(".tmp")])
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
         """``Trainer.train``; a resumed run also restores the anchor cache saved with the checkpoint."""
@@ -239,7 +241,7 @@ class TIDPOTrainer(DPOTrainer):
                 from transformers.trainer_utils import get_last_checkpoint
 
                 path = get_last_checkpoint(self.args.output_dir)
-            state_file = os.path.join(str(path), STATE_FILE) if path else ""
+            state_file = os.path.join(str(path), STATE_FILE.format(self.accelerator.process_index)) if path else ""
             if state_file and os.path.isfile(state_file):
                 with open(state_file) as f:
                     state = json.load(f)
