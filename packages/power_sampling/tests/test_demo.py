@@ -20,5 +20,5 @@ def test_run_demo_quick():
 def test_tiny_reasoner_path_runs_on_any_model(tmp_path):
     """The accuracy path of the demo, on a random tiny model (builtin:tiny-reasoner may not be installed)."""
     out = _tiny_reasoner_demo(quick=True, model_ref=save_tiny_causal_lm(tmp_path / "m"))
-    assert set(out["metrics"]["accuracy"]) == {"power", "low_temp", "base"}
+    assert set(out["metrics"]["accuracy"]) == {"power", "smc", "low_temp", "base"}
     assert out["metrics"]["summary"]["power"]["mean_tokens_generated"] > out["metrics"]["summary"]["base"]["mean_tokens_generated"]

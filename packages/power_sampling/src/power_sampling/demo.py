@@ -32,17 +32,19 @@ def _tiny_reasoner_demo(quick: bool, model_ref: str = "builtin:tiny-reasoner") -
     try:
         t0 = time.perf_counter()
         rows = run_eval(lambda o: PowerSampler(model, tok, **{**kw, **o}), "arith", problems,
-                        ["power", "low_temp", "base"], tok, num_samples=2, batch_size=len(problems))
+                        ["power", "smc", "low_temp", "base"], tok, num_samples=2, batch_size=len(problems))
         seconds = time.perf_counter() - t0
     finally:
         torch.set_num_threads(n_threads)
     s = summarize(rows)
     acc = {m: round(v["accuracy"], 3) for m, v in s.items()}
     return {
-        "what": f"power sampling (alpha=4, B=16, N_MCMC={kw['mcmc_steps']}, T=64) vs low-temperature (tau=1/4) vs "
+        "what": f"power sampling by MH (alpha=4, B=16, N_MCMC={kw['mcmc_steps']}, T=64) and by SMC (8 particles) vs "
+                f"low-temperature (tau=1/4) vs "
                 f"standard sampling on {len(problems)} held-out multi-step builtin:arithmetic problems x 2 samples, "
                 f"{model_ref}",
-        "headline": f"accuracy power {acc['power']:.3f} / low-temp {acc['low_temp']:.3f} / base {acc['base']:.3f}; "
+        "headline": f"accuracy power MH {acc['power']:.3f} / SMC {acc['smc']:.3f} / low-temp {acc['low_temp']:.3f} / "
+                    f"base {acc['base']:.3f}; "
                     f"power used {s['power']['mean_tokens_generated'] / max(s['base']['mean_tokens_generated'], 1):.1f}x "
                     "the tokens of standard sampling",
         "metrics": {"accuracy": acc, "summary": s, "seconds": round(seconds, 1)},
