@@ -172,3 +172,33 @@ def test_generate_smc_writes_particle_weights(tmp_path, model_dir):
     rec = json.loads(out.read_text())
     assert len(rec["particle_weights"]) == 3 and abs(sum(rec["particle_weights"]) - 1) < 1e-6
     assert rec["tokens_generated"] == 3 * len(rec["token_ids"]) or rec["finish_reason"] == "eos"
+
+
+def test_vllm_backend_wiring_runs_every_method_on_the_generator(tmp_path, model_dir, monkeypatch):
+    """--backend vllm with a stand-in engine (rlcore's HFGenerator behind make_generator, no GPU here): every MH
+    method runs as GeneratorPowerSampler moves through the generator, with per-row seeds; SMC is refused."""
+    import rlcore.rollout as rollout
+    from rlcore.builtins import load_model_and_tokenizer
+    from rlcore.testing import recording_generators
+
+    made = []
+
+    def fake_make_generator(model, tokenizer=None, *, backend="hf", **kw):
+        made.append((backend, model, kw))
+        m, tok = load_model_and_tokenizer(str(model), device="cpu")
+        return rollout.HFGenerator(m, tok)
+
+    monkeypatch.setattr(rollout, "make_generator", fake_make_generator)
+    data = tmp_path / "arith.jsonl"
+    data.write_text('{"question": "1+1=", "answer": "2"}\n')
+    args = ["eval", "--model", model_dir, "--task", "arith", "--input", str(data), "--max-new-tokens", "4",
+            "--block-size", "2", "--mcmc-steps", "1", "--backend", "vllm", "--tensor-parallel-size", "2",
+            "--gpu-memory-utilization", "0.5"]
+    with recording_generators() as calls:
+        r = runner.invoke(app, [*args, "--method", "power,base", "--output", str(tmp_path / "v.jsonl")])
+    assert r.exit_code == 0, r.output
+    assert made == [("vllm", model_dir, {"seed": 0, "tensor_parallel_size": 2, "gpu_memory_utilization": 0.5})]
+    # power: 2 blocks x (extension + 1 MH move) = 4 calls; base: 1 call
+    assert len(calls) == 5 and all(c.kind == "generate" for c in calls)
+    r = runner.invoke(app, [*args, "--method", "smc", "--output", str(tmp_path / "s.jsonl")])
+    assert r.exit_code == 2 and "smc needs --backend hf" in r.output
