@@ -144,6 +144,8 @@ def test_peft_lora_implicit_reference(tmp_path):
     changed = [n for n, p in tr.model.named_parameters() if "lora_B" in n and not torch.equal(p, lora[n])]
     assert changed
     assert all("loss/triplet" in h for h in tr.state.log_history if "loss" in h)
+    first = next(h for h in tr.state.log_history if "loss/dpo" in h)
+    assert first["kl/chosen"] == pytest.approx(0.0, abs=1e-5)  # LoRA B = 0: policy == adapter-disabled reference
 
 
 @pytest.mark.parametrize("reentrant", [False, True])

@@ -263,8 +263,10 @@ class TIDPOTrainer(DPOTrainer):
             return model(input_ids=input_ids, attention_mask=attention_mask, ti_head=request)
 
     def _ref_head(self):
-        model = self.ref_model if self.ref_model is not None else self.accelerator.unwrap_model(self.model)
-        return model.get_output_embeddings()
+        if self.ref_model is not None:
+            return self.ref_model.get_output_embeddings()
+        head = self.accelerator.unwrap_model(self.model).get_output_embeddings()
+        return getattr(head, "base_layer", head)  # PEFT reference = adapters off: a LoRA-wrapped head's base
 
     def compute_ref_log_probs(self, model, inputs):
         """Per-token reference log-probs of the response tokens, left-packed and padded to ``max_length``."""
