@@ -7,16 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "gpu_check.sh"
-STAGES = ["install", "env", "gpu_tests", "rollout_0.5b", "rollout_0.5b_vllm", "power_sampling_0.5b", "ti_dpo_0.5b",
+STAGES = ["install", "env", "gpu_tests", "grpo_hf", "rollout_0.5b", "rollout_0.5b_vllm", "power_sampling_0.5b", "ti_dpo_0.5b",
           "zero2", "zero3", "grpo_vllm", "rollout_1.5b", "rollout_1.5b_vllm"]
 
 
-def run(tmp_path, *args):
+def run(tmp_path, *args, timeout=60):
     env = dict(os.environ, OUT=str(tmp_path / "out"), GPU_CHECK_WORK=str(tmp_path / "work"),
                GPU_CHECK_SITE=str(tmp_path / "site"), PYTHON=sys.executable)
-    return subprocess.run(["bash", str(SCRIPT), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(["bash", str(SCRIPT), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_script_parses():
@@ -34,7 +36,7 @@ def test_dry_run_checks_references_and_writes_report(tmp_path):
     cmds = {s["stage"]: s["command"] for s in report["stages"]}
     assert "tools/bench/rollout.py --shape qwen2.5-0.5b --device cuda" in cmds["rollout_0.5b"]
     assert "--batch-sizes 1 64" in cmds["rollout_1.5b"] and "--backend vllm" in cmds["rollout_0.5b_vllm"]
-    assert "accelerate_configs/zero3.yaml" in cmds["zero3"] and "accelerate launch" in cmds["zero2"]
+    assert "accelerate_configs/zero3.yaml" in cmds["zero3"] and "-m accelerate.commands.launch" in cmds["zero2"]
     assert "tools/bench/power_sampling.py --device cuda --shape qwen2.5-0.5b" in cmds["power_sampling_0.5b"]
     # the printed commands are the ones recorded
     for s in STAGES:
@@ -76,3 +78,13 @@ def test_unknown_stage_and_option(tmp_path):
     assert r.returncode == 2 and "unknown stage nope" in r.stderr
     r = run(tmp_path, "--frobnicate")
     assert r.returncode == 2 and "unknown option" in r.stderr
+
+
+@pytest.mark.slow
+def test_tiny_grpo_stage_runs_on_cpu(tmp_path):
+    # the tiny trainer of the grpo_hf / zero2 / zero3 / grpo_vllm stages: one real GRPOTrainer step here
+    r = run(tmp_path, "--stages", "grpo_hf", "--budget", "300", timeout=320)
+    assert r.returncode == 0, r.stdout + r.stderr
+    stage = json.loads((tmp_path / "out" / "gpu_check.json").read_text())["stages"][0]
+    assert stage["status"] == "ok", stage["log_tail"]
+    assert stage["figures"]["global_step"] == 1 and stage["figures"]["use_vllm"] is False

@@ -8,7 +8,7 @@
 #
 # Options: --budget SECONDS (default 540: stages that do not fit are recorded as skipped), --stages a,b,c (subset,
 # in the order below). With the device tool: carry [".whl"], command "bash tools/gpu_check.sh", timeout_s 600.
-# Stages, most important first: install env gpu_tests rollout_0.5b rollout_0.5b_vllm power_sampling_0.5b
+# Stages, most important first: install env gpu_tests grpo_hf rollout_0.5b rollout_0.5b_vllm power_sampling_0.5b
 # ti_dpo_0.5b zero2 zero3 grpo_vllm rollout_1.5b rollout_1.5b_vllm
 set -u -o pipefail
 
@@ -23,7 +23,7 @@ BUDGET=540
 DRY=0
 FETCH=0
 ONLY=""
-ALL_STAGES="install env gpu_tests rollout_0.5b rollout_0.5b_vllm power_sampling_0.5b ti_dpo_0.5b zero2 zero3 grpo_vllm rollout_1.5b rollout_1.5b_vllm"
+ALL_STAGES="install env gpu_tests grpo_hf rollout_0.5b rollout_0.5b_vllm power_sampling_0.5b ti_dpo_0.5b zero2 zero3 grpo_vllm rollout_1.5b rollout_1.5b_vllm"
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -310,6 +310,7 @@ stage install 150 -- install_cmd
 [ "$DRY" = 1 ] || refresh_caps
 stage env 30 -- env_cmd
 stage gpu_tests 150 -- gpu_tests_cmd
+stage grpo_hf 120 -- "$PY" "$GRPO" --backend hf --out "$WORK/grpo_hf" --figures "$WORK/grpo_hf.json"
 stage rollout_0.5b 170 -- "$PY" tools/bench/rollout.py --shape qwen2.5-0.5b --device cuda --new-tokens 128 \
   --batch-sizes 1 64 --json "$WORK/rollout_0.5b.json"
 if [ "$DRY" = 1 ] || [ "$VLLM_OK" = 1 ]; then
@@ -323,7 +324,7 @@ stage ti_dpo_0.5b 120 -- "$PY" tools/bench/ti_dpo.py --device cuda --shape qwen2
 for z in zero2 zero3; do
   cfgf=$ZERO2; [ "$z" = zero3 ] && cfgf=$ZERO3
   if [ "$DRY" = 1 ] || [ "$DS_OK" = 1 ]; then
-    stage "$z" 150 -- accelerate launch --config_file "$cfgf" --num_processes 1 --main_process_port 0 "$GRPO" \
+    stage "$z" 150 -- "$PY" -m accelerate.commands.launch --config_file "$cfgf" --num_processes 1 --main_process_port 0 "$GRPO" \
       --backend hf --out "$WORK/$z" --figures "$WORK/$z.json"
   else skip_stage "$z" "deepspeed not importable (carry .whl with deepspeed from --fetch-wheels)"; fi
 done
