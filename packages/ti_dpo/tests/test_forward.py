@@ -142,7 +142,7 @@ def test_vllm_backend_without_vllm_is_a_one_line_error(tmp_path):
     r = CliRunner().invoke(app, ["train", "--model", "builtin:tiny-reasoner", "--backend", "vllm", "--max-steps",
                                  "1", "--output-dir", str(tmp_path), "--device", "cpu"])
     assert r.exit_code == 2 and "Traceback" not in r.output
-    assert "the vllm backend needs vLLM: pip install 'rlcore" in r.output
+    assert "the vllm backend needs vLLM: pip install 'rlcore[vllm]'" in r.output
     assert "Loading weights" not in r.output  # checked before the model is loaded
 
 
