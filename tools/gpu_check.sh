@@ -319,7 +319,7 @@ if [ "$DRY" = 1 ] || [ "$VLLM_OK" = 1 ]; then
 else skip_stage rollout_0.5b_vllm "vllm not importable (not carried: over the 64 MiB limit)"; fi
 stage power_sampling_0.5b 120 -- "$PY" tools/bench/power_sampling.py --device cuda --shape qwen2.5-0.5b \
   --max-new-tokens 256 --block-size 32 --mcmc-steps 4 --chains 16 --ref-chains 2 --json "$WORK/power_sampling_0.5b.json"
-stage ti_dpo_0.5b 120 -- "$PY" tools/bench/ti_dpo.py --device cuda --shape qwen2.5-0.5b --steps 4 --batch 8 \
+stage ti_dpo_0.5b 120 -- "$PY" tools/bench/ti_dpo.py --device cuda --shape qwen2.5-0.5b --steps 3 --batch 8 \
   --max-length 512 --memory --json-out "$WORK/ti_dpo_0.5b.json"
 for z in zero2 zero3; do
   cfgf=$ZERO2; [ "$z" = zero3 ] && cfgf=$ZERO3

@@ -712,6 +712,7 @@ class VLLMGenerator:
         mm = self._mm_data(mm_inputs, len(ids), mm_key)
         _record("generate", ids, params, mm_inputs)
         vocab = self._vocab_size() if params.bad_token_ids else None
+        base_kw = self.vllm_sampling_kwargs(params, vocab_size=vocab, n=1)  # allowed_token_ids built once
         requests, sps, keys = [], [], []
         for i, p in enumerate(ids):
             for j in range(params.n):
@@ -720,8 +721,7 @@ class VLLMGenerator:
                 if mm is not None:
                     req["multi_modal_data"] = mm[i]
                 requests.append(req)
-                sps.append(vllm.SamplingParams(**self.vllm_sampling_kwargs(
-                    params, seed=None if base is None else base + j, vocab_size=vocab, n=1)))
+                sps.append(vllm.SamplingParams(**{**base_kw, "seed": None if base is None else base + j}))
                 keys.append(i)
         outs = self.llm.generate(requests, sps, use_tqdm=False)
         samples = [(i, out.outputs[0]) for i, out in zip(keys, outs)]
