@@ -59,7 +59,9 @@ def sample_from_logits(logits: torch.Tensor, u: torch.Tensor, temperature: float
     v = (u.to(cdf.dtype) * cdf[:, -1])[:, None]
     tok = torch.searchsorted(cdf, v, right=True).squeeze(1).clamp(max=logits.shape[-1] - 1)  # (N,)
     lq = logq_all.gather(-1, tok[:, None]).squeeze(-1)
-    lp = selective_log_softmax(logits, tok)
+    # one batched (1, N, V) call: rlcore's primitive loops over the leading dim, and per-row reductions over V are
+    # independent of the other rows, so this is the same number per row in one logsumexp instead of N
+    lp = selective_log_softmax(logits[None], tok[None])[0]
     return tok, lq, lp
 
 
