@@ -190,6 +190,7 @@ class TrainConfig:
     seed: int = option(42, "seed")
     strict_arithmetic: bool = option(False, "prompts ask for, and the outcome reward / PSI filter parse, our structured "
                                      "'criteria' format (default: released free-text format)")
+    device: str = option("auto", "training device: auto (cuda when available), cpu or cuda (multi-GPU: accelerate)")
     save_steps: int = option(0, "save a checkpoint-N every N optimizer steps (0 = only the final model)")
     backend: str = option("hf", BACKEND_HELP["backend"] + " (grpo/curriculum: TRL's vLLM colocate mode)")
     tensor_parallel_size: int = option(1, BACKEND_HELP["tensor_parallel_size"])

@@ -182,6 +182,10 @@ def build_messages(request: ScoreRequest, order: tuple[int, int] = (0, 1),
                    strict_arithmetic: bool = False) -> list[dict[str, str]]:
     """Chat messages (system + user) for ``request`` with the responses displayed in ``order``.
 
+    The instructions come first and the user evidence (history, profile, stated criteria, similar users'
+    analysis) ends the system prompt, so all prompts share the instruction head (one shared prefill in rlcore's
+    generator).
+
     ``order[j]`` is the original index (0 or 1) of the response displayed as "Response j+1". The output
     instructions ask for the released format (free-text rationale + ``better_response``), or for our structured
     ``criteria`` format when ``strict_arithmetic``.

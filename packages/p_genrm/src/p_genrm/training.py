@@ -87,6 +87,7 @@ def build_grpo_rows(users: dict[str, UserData], history_size: int, seed: int, ha
 
 def _grpo_trainer(cfg: TrainConfig, rows: list[dict], curriculum: bool, judge: Any = None):
     import datasets
+    import torch
     from rlcore.builtins import load_model_and_tokenizer
     from rlcore.training import make_grpo_config
     from trl import GRPOTrainer
@@ -104,6 +105,8 @@ def _grpo_trainer(cfg: TrainConfig, rows: list[dict], curriculum: bool, judge: A
         reward_weights=[cfg.beta] if curriculum else [cfg.alpha, cfg.beta],
         backend=cfg.backend, tensor_parallel_size=cfg.tensor_parallel_size,
         gpu_memory_utilization=cfg.gpu_memory_utilization, disable_tqdm=False, **_save_kw(cfg),
+        **({} if cfg.device == "auto" else {"use_cpu": not _use_cuda(cfg), "bf16": _use_cuda(cfg)
+                                            and torch.cuda.is_bf16_supported()}),
     )
     model, tok = load_model_and_tokenizer(cfg.model, device="cpu" if args.use_cpu else None)
     rows = [{**r, "prompt": fit_messages(r["prompt"], tok)} for r in rows]
@@ -122,7 +125,7 @@ def _sft_trainer(cfg: TrainConfig):
     rows, counts = load_teacher_chains(cfg.input, cfg.strict_arithmetic)
     if not rows:
         raise DataError(f"{cfg.input}: no teacher chain survived filtering ({counts})")
-    cuda = torch.cuda.is_available()
+    cuda = _use_cuda(cfg)
     args = SFTConfig(output_dir=cfg.output_dir, learning_rate=cfg.learning_rate, max_steps=cfg.max_steps,
                      per_device_train_batch_size=cfg.per_device_train_batch_size, seed=cfg.seed,
                      gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_length=cfg.max_length,
@@ -132,6 +135,15 @@ def _sft_trainer(cfg: TrainConfig):
     rows = [{**r, "prompt": fit_messages(r["prompt"], tok)} for r in rows]
     return SFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
                       processing_class=tok), counts
+
+
+def _use_cuda(cfg: TrainConfig) -> bool:
+    """``--device``: auto = CUDA when available; cuda without a GPU is an error."""
+    import torch
+
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: cuda requested but no CUDA device is available")
+    return cfg.device != "cpu" and torch.cuda.is_available()
 
 
 def _save_kw(cfg: TrainConfig) -> dict[str, Any]:
