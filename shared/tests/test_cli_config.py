@@ -1,6 +1,8 @@
 """I7: config errors name the file and key, model refs are checked first, help fits 80 columns, extras fail in one line."""
 
+import ast
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,13 +145,22 @@ def test_load_model_mistyped_path_fails_before_transformers_import():
     assert r.stdout.splitlines() == ["no model at ./no-such-model", "False"], r.stderr[-2000:]
 
 
-def test_load_model_unknown_hub_id_is_one_line(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_load_model_unknown_hub_id_or_empty_dir_is_one_line(tmp_path):
     from rlcore.builtins import load_model_and_tokenizer
 
-    with pytest.raises(ValueError, match=r"^cannot load model 'no-such-org/no-such-model': ") as e:
-        load_model_and_tokenizer("no-such-org/no-such-model")
-    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match=r"^no model at .*: the directory has no config\.json$"):
+        load_model_and_tokenizer(str(tmp_path))
+    code = (
+        "from rlcore.builtins import load_model_and_tokenizer\n"
+        "try:\n"
+        "    load_model_and_tokenizer('no-such-org/no-such-model')\n"
+        "except ValueError as e:\n"
+        "    print(repr(str(e)))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # read at import: a fresh process
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    msg = ast.literal_eval(r.stdout.strip())
+    assert msg.startswith("cannot load model 'no-such-org/no-such-model': ") and "\n" not in msg, r.stderr[-2000:]
 
 
 def test_import_error_of_an_extra_is_one_line_exit_2():

@@ -85,6 +85,8 @@ def load_model_and_tokenizer(ref: str, device=None, dtype=None, padding_side: st
     from .cli import check_model_ref
 
     path = check_model_ref(ref)
+    if Path(path).expanduser().is_dir() and not (Path(path).expanduser() / "config.json").is_file():
+        raise ValueError(f"no model at {ref}: the directory has no config.json")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .device import get_device, resolve_dtype
@@ -92,7 +94,7 @@ def load_model_and_tokenizer(ref: str, device=None, dtype=None, padding_side: st
     dev = get_device(device)
     try:
         tok = AutoTokenizer.from_pretrained(path)
-    except OSError as e:  # hub id not found / offline / no tokenizer files: one line, not a traceback
+    except (OSError, ValueError) as e:  # hub id not found / offline / no tokenizer files: one line
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ValueError(f"cannot load model {ref!r}: {first}") from None
     if tok.pad_token is None:
