@@ -81,6 +81,8 @@ def test_cli_uses_official_run_and_refuses_contradictions(official_run, tmp_path
     r = runner.invoke(app, ["retrieve", "--input", str(data), "--model", str(run), "--base-model", str(base),
                             "--position", "none"])
     assert r.exit_code == 2 and "contradicts position='relative'" in " ".join(r.output.split())
+    r = runner.invoke(app, ["retrieve", "--input", str(data), "--model", str(base), "--base-model", str(base)])
+    assert r.exit_code == 2 and "official run directories only" in " ".join(r.output.split())
 
 
 def test_bad_layouts(official_run):

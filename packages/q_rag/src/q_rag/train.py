@@ -32,6 +32,9 @@ def load_q_function(ref: str, device: str = "auto", base_model: str | None = Non
     path = default_encoder_path() if ref in (DEFAULT_ENCODER, "") else resolve(ref)
     if is_official_run(path):
         qf = load_official_checkpoint(path, base_model or None, **requested)
+    elif base_model:
+        raise ValueError(f"--base-model applies to official run directories only; {ref} is not one "
+                         f"(no config.yaml + model_best.pt/model_last.pt)")
     else:
         qf = QFunction.from_pretrained(path, **requested)
     return qf.to(get_device(None if device == "auto" else device))
