@@ -1,15 +1,16 @@
-"""The evaluation chain: the P-GenRM prompt, the strict PART 1 / PART 2 parser and validator, un-shuffling.
+"""The evaluation chain: the P-GenRM prompt, the chain parser (released format; strict option), un-shuffling.
 
 An evaluation chain has two parts (paper Fig. "evaluation chain"):
 
 * PART 1 "Chain-of-Thought Analysis" = preference modeling P_t^(u): the user's persona (style, content &
   structure, core values) and the scenario-specific criteria derived from it;
 * PART 2 "Final Scoring and JSON Output" = final scoring scheme S_t^(u): a JSON object between ``<JSON_START>`` and
-  ``<JSON_END>`` holding the weighted criteria, per-criterion 1-10 scores of each response and the weighted final
-  scores ``Final_i = sum_k (w_k / 100) * s_{k,i}``.
+  ``<JSON_END>``. Released checkpoints write ``{"rationale": <free text: criteria, weights, per-criterion 1-10
+  scores, Final_i = sum_k (w_k / 100) * s_{k,i}>, "better_response": {"response_1": x, "response_2": y}}`` (parsed
+  by default, stated scores as written); ``strict_arithmetic`` asks for and checks our structured ``criteria``.
 
-The parser never guesses: a chain that breaks any rule raises :class:`ChainParseError` with a reason code (counted
-and retried by the scorer). The candidate responses are shown in a shuffled order; :func:`unshuffle_scores` maps the
+The parser never guesses and is total: a chain that breaks a rule raises :class:`ChainParseError` with a reason
+code (counted and retried by the scorer), and nothing else ever escapes it. The candidate responses are shown in a shuffled order; :func:`unshuffle_scores` maps the
 displayed scores back to the caller's order.
 """
 

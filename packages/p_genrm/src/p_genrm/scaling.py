@@ -5,6 +5,8 @@
 * Prototype level (Pro-k): embed PART 1 of the first parsed chain, take the nearest prototype, its k most similar
   members; each neighbour re-scores the *current* pair with *its own* preference history (one chain each);
   ``nb_i`` = mean over parsable neighbour chains.
+* Cached prototype criteria (``indN+cproK``, beyond the paper): K chains of one prompt carrying the nearest
+  prototype's cached criteria instead of K neighbour prompts (see :class:`TestTimeScaler`).
 * Fusion: ``final_i = (c_s self_i + c_n nb_i) / (c_s + c_n)`` over the sides that exist; response 1 wins iff
   ``final_1 >= final_2`` (the released scaling script's tie rule).
 

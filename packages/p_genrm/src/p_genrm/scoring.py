@@ -1,8 +1,9 @@
-"""Scoring with any causal LM: batched evaluation-chain sampling, strict parsing, retries of failed parses.
+"""Scoring with any causal LM: batched evaluation-chain sampling, parsing, retries of failed parses.
 
-:class:`GenRMScorer` turns :class:`ScoreRequest` objects into prompts (chat template when the tokenizer has one),
-samples chains through an rlcore ``Generator`` (``HFGenerator``; ``VLLMGenerator`` optional), parses each chain
-strictly and re-samples only the failed ones, up to ``max_retries`` rounds. A chain that still fails is kept with
+:class:`GenRMScorer` turns :class:`ScoreRequest` objects into prompts (chat template when the tokenizer has one,
+system turn folded into the user turn when it has none), samples chains through an rlcore ``Generator``
+(``make_generator``: HF or vLLM), parses each chain and re-samples only the failed ones, up to ``max_retries``
+rounds. A chain that still fails is kept with
 its reason code and skipped by the aggregation; failure counts are reported, scores are never guessed.
 """
 
