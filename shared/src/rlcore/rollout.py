@@ -31,6 +31,7 @@ import torch
 
 # torch-free definitions (package configs import them at class-definition time), re-exported here
 from .backends import BACKEND_HELP, BACKENDS, VLLM_MISSING, BackendUnavailableError
+from .chat import fit_messages
 from .lm import cache_kwarg, lm_forward
 
 __all__ = [
@@ -189,7 +190,8 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str] | None, prompt_ids: Se
     """Token ids of exactly one of ``prompts`` (strings), ``prompt_ids`` or ``messages`` (chat); no empty prompt.
 
     ``messages`` are rendered with ``tokenizer.apply_chat_template(m, add_generation_prompt=True)`` and encoded
-    without extra special tokens (the template writes them). ``ids_arg`` names the ids argument in error messages.
+    without extra special tokens (the template writes them); a system turn the template cannot render is folded
+    into the first user turn (:func:`rlcore.chat.fit_messages`). ``ids_arg`` names the ids argument in errors.
     """
     given = [x is not None for x in (prompts, prompt_ids, messages)]
     if sum(given) != 1:
@@ -201,7 +203,8 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str] | None, prompt_ids: Se
         for i, conv in enumerate(messages):
             if not isinstance(conv, Sequence) or isinstance(conv, str) or not all(isinstance(m, Mapping) for m in conv):
                 raise ValueError(f"messages[{i}] must be a list of {{'role': ..., 'content': ...}} dicts")
-            texts.append(tokenizer.apply_chat_template(list(conv), add_generation_prompt=True, tokenize=False))
+            texts.append(tokenizer.apply_chat_template(fit_messages(conv, tokenizer), add_generation_prompt=True,
+                                                       tokenize=False))
         prompt_ids = [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
     elif prompts is not None:
         if tokenizer is None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rlcore.chat import fold_system, render_chat, template_supports_system
+
 __all__ = ["row_seed", "ChatSampler", "render_chat", "template_has_system", "fold_system", "middle_truncate", "model_window",
            "make_chat_sampler", "load_policy", "parse_rope_scaling"]
 
@@ -30,56 +32,8 @@ def row_seed(seed: int, key: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(str(key).encode("utf-8"))) % (2**31)
 
 
-def fold_system(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    r"""Merge leading system messages into the first user message (``system\n\nuser``).
-
-    Example:
-        >>> fold_system([{"role": "system", "content": "S"}, {"role": "user", "content": "U"}])
-        [{'role': 'user', 'content': 'S\n\nU'}]
-    """
-    msgs = [dict(m) for m in messages]
-    system = [m["content"] for m in msgs if m.get("role") == "system"]
-    rest = [m for m in msgs if m.get("role") != "system"]
-    if not system:
-        return rest
-    if rest and rest[0].get("role") == "user":
-        rest[0]["content"] = "\n\n".join([*system, rest[0]["content"]])
-        return rest
-    return [{"role": "user", "content": "\n\n".join(system)}, *rest]
-
-
-def template_has_system(tokenizer: Any) -> bool:
-    """True when the tokenizer's chat template renders a system turn (probed once with a marker string)."""
-    cached = getattr(tokenizer, "_loongrl_has_system", None)
-    if cached is not None:
-        return cached
-    marker = "loongrl-system-probe"
-    try:
-        text = tokenizer.apply_chat_template([{"role": "system", "content": marker}, {"role": "user", "content": "u"}],
-                                             tokenize=False, add_generation_prompt=True)
-        ok = marker in text
-    except Exception:  # a template that raises on a system turn (jinja raise_exception) has none
-        ok = False
-    try:
-        tokenizer._loongrl_has_system = ok
-    except AttributeError:
-        pass
-    return ok
-
-
-def render_chat(tokenizer: Any, messages: Sequence[dict[str, Any]]) -> tuple[str, bool]:
-    """Chat-template text with the generation prompt.
-
-    returns ``(text, folded)`` where ``folded`` says the system prompt went into the first user turn because
-    the template has no system turn. A tokenizer without a chat template gets the plain user text.
-    """
-    msgs = list(messages)
-    folded = False
-    if any(m.get("role") == "system" for m in msgs) and not template_has_system(tokenizer):
-        msgs, folded = fold_system(msgs), True
-    if getattr(tokenizer, "chat_template", None) is None:
-        return "\n\n".join(m["content"] for m in fold_system(msgs)), folded
-    return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True), folded
+# system-turn folding lives in rlcore (shared with p_genrm); re-exported under this module's names
+template_has_system = template_supports_system
 
 
 def middle_truncate(ids: Sequence[int], keep: int) -> list[int]:

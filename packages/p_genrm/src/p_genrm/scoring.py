@@ -14,49 +14,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlcore.chat import fit_messages, fold_system, template_supports_system
+
 from .evaluation_chain import ChainSample, ScoreRequest, build_messages, shuffle_order
 
 __all__ = ["GenRMScorer", "ScoringStats", "render_prompt", "fit_messages", "fold_system_prompt", "fit_to_context",
            "template_supports_system", "load_scorer"]
 
 
-_SYSTEM_SUPPORT: dict[int, bool] = {}
-
-
-def template_supports_system(tokenizer: Any) -> bool:
-    """Whether the tokenizer's chat template renders a system turn (it neither raises nor drops it)."""
-    key = id(tokenizer)
-    if key not in _SYSTEM_SUPPORT:
-        probe = [{"role": "system", "content": "SYSPROBE"}, {"role": "user", "content": "USERPROBE"}]
-        try:
-            text = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
-            _SYSTEM_SUPPORT[key] = isinstance(text, str) and "SYSPROBE" in text
-        except Exception:  # noqa: BLE001 - jinja raise_exception / TemplateError: no system turn
-            _SYSTEM_SUPPORT[key] = False
-    return _SYSTEM_SUPPORT[key]
-
-
-def fold_system_prompt(messages: list[dict[str, str]]) -> list[dict[str, str]]:
-    """Put the system turn's text at the start of the first user turn (for templates without a system role)."""
-    if not messages or messages[0]["role"] != "system":
-        return messages
-    system, rest = messages[0]["content"], [dict(m) for m in messages[1:]]
-    for m in rest:
-        if m["role"] == "user":
-            m["content"] = f"{system}\n\n{m['content']}"
-            return rest
-    return [{"role": "user", "content": system}, *rest]
-
-
-def fit_messages(messages: list[dict[str, str]], tokenizer: Any) -> list[dict[str, str]]:
-    """``messages`` as the chat template accepts them: system prompt folded into the user turn if it must be.
-
-    Templates without a system role (e.g. ``builtin:tiny-reasoner``) get the system text at the start of the first
-    user turn.
-    """
-    if tokenizer is not None and getattr(tokenizer, "chat_template", None) and not template_supports_system(tokenizer):
-        return fold_system_prompt(messages)
-    return messages
+# system-turn folding lives in rlcore (shared with loongrl); re-exported under this module's names
+fold_system_prompt = fold_system
 
 
 def render_prompt(messages: list[dict[str, str]], tokenizer: Any) -> str:
