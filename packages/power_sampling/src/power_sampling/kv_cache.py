@@ -94,6 +94,7 @@ class KVCacheChains:
 
     def __init__(self, model: Any, prompts: list[list[int]], device: torch.device, pad_id: int = 0):
         self.model, self.device, self.pad_id = model, device, pad_id
+        self._sdpa = getattr(getattr(model, "config", None), "_attn_implementation", None) == "sdpa"
         index = {k: i for i, k in enumerate(dict.fromkeys(tuple(p) for p in prompts))}  # chains share a prefill
         uniq = list(index)
         row_of = torch.as_tensor([index[tuple(p)] for p in prompts], device=device)  # (N,)
@@ -133,7 +134,10 @@ class KVCacheChains:
     @torch.no_grad()
     def next_logits(self, active: torch.Tensor) -> torch.Tensor:
         attn = torch.cat([self.work, active[:, None]], 1)  # (N, S+1)
-        logits, self.cache = lm_forward(self.model, self.pending[:, None], attn.long(), self.pos[:, None],
+        # one query per row: its attention mask is the key mask itself. SDPA models take it prebuilt as
+        # (N, 1, 1, S+1) bool, the mask transformers would build from the 2D one (skips that per-step work)
+        mask = attn[:, None, None, :] if self._sdpa else attn.long()
+        logits, self.cache = lm_forward(self.model, self.pending[:, None], mask, self.pos[:, None],
                                         self.cache, logits_to_keep=1)
         self.work = attn
         self.committed = torch.cat([self.committed, torch.zeros_like(active[:, None])], 1)
