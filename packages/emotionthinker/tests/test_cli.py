@@ -30,7 +30,7 @@ def test_prosody_folder_to_jsonl_with_a_bad_file(tmp_path):
     (d / "a.txt").write_text("hello there")
     (d / "broken.wav").write_bytes(b"nope")
     out = tmp_path / "p.jsonl"
-    res = runner.invoke(app, ["prosody", str(d), "--output", str(out), "--workers", "1"])
+    res = runner.invoke(app, ["prosody", "--input", str(d), "--output", str(out), "--workers", "1"])
     assert res.exit_code == 0, res.output
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(recs) == 2
@@ -98,6 +98,11 @@ def test_eval_writes_metrics_and_confusion_png(tmp_path):
     assert m["ua"] == 0.5 and m["soft_agreement"] == 0.625
     assert '"ua": 0.5' in res.output and '"soft_agreement": 0.625' in res.output
     assert m["unparsed"] == 0.25 and (tmp_path / "ev" / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_prosody_without_inputs_is_a_one_line_error():
+    res = runner.invoke(app, ["prosody"])
+    assert res.exit_code == 2 and "--input" in res.output
 
 
 def test_bad_config_is_a_one_line_error(tmp_path):

@@ -37,7 +37,9 @@ def _transcripts(path: str, files: list[Path]) -> dict[str, str]:
 
 @app.command("prosody")
 def prosody_cmd(
-    inputs: Annotated[list[str], typer.Argument(help="audio files and/or folders")],
+    inputs: Annotated[list[str] | None, typer.Argument(help="audio files and/or folders")] = None,
+    input: Annotated[list[str] | None, typer.Option(
+        "--input", help="audio file or folder (repeatable; same as the positional arguments)")] = None,
     output: Annotated[str | None, typer.Option(help=RunConfig.__dataclass_fields__["output"].metadata["help"])] = None,
     workers: Annotated[int | None, typer.Option(help=RunConfig.__dataclass_fields__["workers"].metadata["help"])] = None,
     recursive: Annotated[bool | None, typer.Option(help="search folders recursively")] = None,
@@ -46,6 +48,9 @@ def prosody_cmd(
     config: Annotated[Path | None, typer.Option(help="YAML/TOML/JSON file of these options")] = None,
 ) -> None:
     """Prosody features of audio files (folders searched), one JSONL record per file; bad files -> error records."""
+    inputs = [*(inputs or []), *(input or [])]
+    if not inputs:
+        fail("give audio files/folders (positional or --input)")
     try:
         run = load_config(RunConfig, config, output=output, workers=workers, recursive=recursive, transcripts=transcripts,
                           prosody_config=prosody_config)
