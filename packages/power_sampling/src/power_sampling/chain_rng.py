@@ -55,13 +55,17 @@ class ChainStreams:
         self.block, self.device = block, torch.device(device)
         self.buf = torch.empty((len(seeds), block), dtype=torch.float64)  # (N, K)
         self.ptr = torch.full((len(seeds),), block, dtype=torch.long)  # (N,) next unused column; K = empty
+        self._ptr_max = block  # upper bound of ptr.max(): the refill scan is skipped while it is below block
 
     def uniform(self, rows: torch.Tensor | None = None) -> torch.Tensor:
         """``(N,)`` float64 U[0, 1) draws; only chains in ``rows`` (bool ``(N,)``) consume one (others get 0.5)."""
         rows = torch.ones(len(self.gens), dtype=torch.bool) if rows is None else rows.to("cpu", torch.bool)
-        for i in torch.nonzero(rows & (self.ptr >= self.block)).flatten().tolist():
-            torch.rand(self.block, generator=self.gens[i], dtype=torch.float64, out=self.buf[i])
-            self.ptr[i] = 0
+        if self._ptr_max >= self.block:  # some chain may have used up its block: refill those that draw now
+            for i in torch.nonzero(rows & (self.ptr >= self.block)).flatten().tolist():
+                torch.rand(self.block, generator=self.gens[i], dtype=torch.float64, out=self.buf[i])
+                self.ptr[i] = 0
+            self._ptr_max = int(self.ptr.max())
         vals = self.buf.gather(1, self.ptr.clamp(max=self.block - 1)[:, None]).squeeze(1)
         self.ptr += rows.long()
+        self._ptr_max += 1
         return torch.where(rows, vals, 0.5).to(self.device)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from rlcore.rollout import encode_prompts, model_device, process_logits, selective_log_softmax
+from rlcore.rollout import encode_prompts, model_device, process_logits
 
 from .chain_rng import ChainStreams, chain_seeds
 from .kv_cache import make_chain_store
@@ -59,9 +59,9 @@ def sample_from_logits(logits: torch.Tensor, u: torch.Tensor, temperature: float
     v = (u.to(cdf.dtype) * cdf[:, -1])[:, None]
     tok = torch.searchsorted(cdf, v, right=True).squeeze(1).clamp(max=logits.shape[-1] - 1)  # (N,)
     lq = logq_all.gather(-1, tok[:, None]).squeeze(-1)
-    # one batched (1, N, V) call: rlcore's primitive loops over the leading dim, and per-row reductions over V are
-    # independent of the other rows, so this is the same number per row in one logsumexp instead of N
-    lp = selective_log_softmax(logits[None], tok[None])[0]
+    # rlcore's selective_log_softmax for fp32 rows (picked logit - logsumexp), written out: one batched
+    # logsumexp over (N, V) instead of its per-row loop and stack (logits is fp32 here, so the same numbers)
+    lp = logits.gather(-1, tok[:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
     return tok, lq, lp
 
 
@@ -223,14 +223,15 @@ class PowerSampler:
         logits = self._store.next_logits(running)
         logits = torch.where(running[:, None], logits, torch.zeros((), dtype=logits.dtype, device=self.device))
         tok, lq, lp = self._sample_token(logits, self._rng_tok.uniform(running))
-        scratch = self.gen.shape[1] - 1
-        at = torch.where(running, self._m + self._n_new, scratch)[:, None]  # (N, 1)
+        pos = self._m + self._n_new  # (N,) generated position of this token
+        at = torch.where(running, pos, self.gen.shape[1] - 1)[:, None]  # (N, 1); column T is scratch
         for arr, val in zip(self._prop, (tok, lq, lp)):
-            arr.scatter_(1, at, val[:, None].to(arr.dtype))
+            arr.scatter_(1, at, val[:, None])
         self._store.push(tok, running)
-        self._n_new += running.long()
-        self._tokens += running.long()
-        fin = running & (self._m + self._n_new >= self._end)
+        step = running.long()
+        self._n_new += step
+        self._tokens += step
+        fin = running & (pos >= self._end - 1)
         if self.eos_token_id is not None:
             fin = fin | (running & (tok == self.eos_token_id))
         if bool(fin.any()):
