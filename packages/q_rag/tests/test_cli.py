@@ -46,7 +46,7 @@ def test_end_to_end(tmp_path, encoder_dir):
     assert best["step"] == 2 and (out / "best" / "q_rag.json").is_file()
     model = str(out / "best")
     cache = tmp_path / "cache"
-    r = runner.invoke(app, ["index", "--input", str(data), "--model", model, "--cache-dir", str(cache)])
+    r = runner.invoke(app, ["index", "--input", str(data), "--model", model, "--output-dir", str(cache)])
     assert r.exit_code == 0, r.output
     assert len(list(cache.glob("*.npy"))) == 4
     res = tmp_path / "res.jsonl"
@@ -123,7 +123,7 @@ def test_saved_settings_win_over_cli_defaults(tmp_path, encoder_dir):
         msg = " ".join(r.output.split())
         assert "--position relative contradicts position='none'" in msg, msg
     r = runner.invoke(app, ["index", "--input", str(data), "--model", str(best), "--position", "none",
-                            "--cache-dir", str(tmp_path / "c")])
+                            "--output-dir", str(tmp_path / "c")])
     assert r.exit_code == 0, r.output
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rlcore.cli import config_command, config_to_dict, console
 
-from .config import DataConfig, EvalConfig, IndexConfig, RetrieveConfig, TrainConfig
+from .config import DataConfig, DocConfig, EvalConfig, IndexConfig, RetrieveConfig, TrainConfig
 
 app = typer.Typer(help="Q-RAG: multi-step retrieval by value-based embedder training.", no_args_is_help=True)
 
@@ -59,7 +59,7 @@ def train_cmd(cfg: TrainConfig) -> None:
         print(json.dumps({k: (None if isinstance(v, float) and v != v else v) for k, v in best.items()}))
 
 
-def _load_model(cfg: IndexConfig):
+def _load_model(cfg: DocConfig):
     from .config import model_settings
     from .train import load_q_function
 
@@ -74,7 +74,7 @@ def _check_unique_ids(path: str, samples) -> None:
         seen.add(s.id)
 
 
-def _encode_kw(cfg: IndexConfig) -> dict:
+def _encode_kw(cfg: DocConfig) -> dict:
     return dict(batch_size=cfg.batch_size, max_chunks=cfg.max_chunks, workers=cfg.encode_workers,
                 cache_max_gb=cfg.cache_max_gb or None)
 
@@ -88,7 +88,7 @@ def index_cmd(cfg: IndexConfig) -> None:
     samples = get_loader(cfg.data_format)(cfg.input)
     qf = _load_model(cfg)
     for s in samples:
-        emb = encode_chunks(qf, s.chunks, cfg.cache_dir, show_progress=True, **_encode_kw(cfg))
+        emb = encode_chunks(qf, s.chunks, cfg.output_dir, show_progress=True, **_encode_kw(cfg))
         print(json.dumps({"id": s.id, "chunks": len(s.chunks), "dim": int(emb.shape[1])}))
 
 

@@ -14,7 +14,7 @@ try:  # torch-free home (keeps `q-rag --help` light); older rlcore: rollout
 except ImportError:  # pragma: no cover
     from rlcore.rollout import BACKEND_HELP
 
-__all__ = ["TrainConfig", "IndexConfig", "SearchConfig", "RetrieveConfig", "EvalConfig", "DataConfig",
+__all__ = ["TrainConfig", "DocConfig", "IndexConfig", "SearchConfig", "RetrieveConfig", "EvalConfig", "DataConfig",
            "DEFAULT_ENCODER", "model_settings"]
 
 DEFAULT_ENCODER = "default"  # -> rlcore.builtins.default_encoder_path() (offline all-MiniLM-L6-v2)
@@ -143,8 +143,8 @@ class DataConfig:
 
 
 @dataclasses.dataclass
-class IndexConfig:
-    """``q-rag index``: compute and cache chunk embeddings of every document once."""
+class DocConfig:
+    """Fields shared by ``index``, ``retrieve`` and ``eval``: documents, model, model settings, encoding."""
 
     input: str = option("", "dataset file")
     data_format: str = option("jsonl", "jsonl, hotpotqa, musique, ruler")
@@ -158,7 +158,6 @@ class IndexConfig:
     pooling: str | None = option(None, "mean or last" + FROM_MODEL.format("mean"))
     max_state_tokens: int | None = option(None, "token limit per state piece" + FROM_MODEL.format(64))
     max_action_tokens: int | None = option(None, "token limit per chunk" + FROM_MODEL.format(64))
-    cache_dir: str = option(".q_rag_cache", "embedding cache directory")
     cache_max_gb: float = option(20.0, "cache size cap; least-recently-used entries are evicted (0: no cap)")
     batch_size: int = option(256, "chunks per encoder batch (length-sorted)")
     encode_workers: int = option(2, "encoder threads sharing the torch thread budget (2: 2.2x over the old path "
@@ -175,8 +174,17 @@ class IndexConfig:
 
 
 @dataclasses.dataclass
-class SearchConfig(IndexConfig):
+class IndexConfig(DocConfig):
+    """``q-rag index``: compute and cache chunk embeddings of every document once."""
+
+    output_dir: str = option(".q_rag_cache", "embedding cache directory to fill (retrieve/eval: --cache-dir)")
+
+
+@dataclasses.dataclass
+class SearchConfig(DocConfig):
     """Fields shared by ``retrieve`` and ``eval``."""
+
+    cache_dir: str = option(".q_rag_cache", "embedding cache directory (filled by index, or here on first use)")
 
     max_steps: int = option(6, "retrieval steps")
     sort_by_index: bool | None = option(None, "retrieved chunks in document order in the state"
