@@ -140,7 +140,7 @@ class KVCacheChains:
         logits, self.cache = lm_forward(self.model, self.pending[:, None], mask, self.pos[:, None],
                                         self.cache, logits_to_keep=1)
         self.work = attn
-        self.committed = torch.cat([self.committed, torch.zeros_like(active[:, None])], 1)
+        self.committed = torch.nn.functional.pad(self.committed, (0, 1))  # the new column is not committed yet
         self.col_pos = torch.cat([self.col_pos, torch.where(active, self.pos, -1)[:, None]], 1)
         return logits[:, -1]  # (N, V)
 

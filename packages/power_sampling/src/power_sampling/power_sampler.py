@@ -242,10 +242,12 @@ class PowerSampler:
         m, new_len = self._m, self._m + self._n_new
         mh = fin & ~self._is_ext
         prop_tok, prop_lq, prop_lp = self._prop
-        log_r = compute_move_log_ratio(prop_lp, prop_lq, self.logp, self.logq, m, new_len, self.length, self.alpha,
-                                       self.mh_ratio)
-        u = self._rng_mh.uniform(mh)
-        accept = fin & (self._is_ext | (torch.log(u) < log_r.to(torch.float64)))
+        accept = fin
+        if bool(mh.any()):  # only block extensions ended: accepted without a test (and no uniform is drawn)
+            log_r = compute_move_log_ratio(prop_lp, prop_lq, self.logp, self.logq, m, new_len, self.length,
+                                           self.alpha, self.mh_ratio)
+            u = self._rng_mh.uniform(mh)
+            accept = fin & (self._is_ext | (torch.log(u) < log_r.to(torch.float64)))
         self._store.end(fin, accept)
         col = torch.arange(self.gen.shape[1], device=self.device)[None, :]
         write = accept[:, None] & (col >= m[:, None]) & (col < new_len[:, None])  # (N, T+1)
