@@ -83,6 +83,29 @@ def test_kv_cache_path_matches_reencoding():
     assert any(s.finish_reason == "eos" for s in a)
 
 
+def test_kv_cache_prebuilt_sdpa_mask_matches_2d_mask():
+    """The (N, 1, 1, S+1) bool key mask handed to SDPA models gives the same logits, bit for bit, as transformers
+    building it from the 2D mask, with holes in the kept prefix and rows that are not active."""
+    from power_sampling.kv_cache import KVCacheChains
+
+    tok = tiny_tokenizer()
+    model = tiny_causal_lm(tok)
+    assert model.config._attn_implementation == "sdpa"
+    prompts = [tok("hello there").input_ids, tok("The quick brown fox").input_ids]
+    fast, ref = KVCacheChains(model, prompts, torch.device("cpu")), KVCacheChains(model, prompts, torch.device("cpu"))
+    assert fast._sdpa
+    ref._sdpa = False
+    every, first = torch.tensor([True, True]), torch.tensor([True, False])
+    for step, active in enumerate([every, every, every, first, every]):
+        if step == 3:  # row 0 drops its last two tokens (holes in its cache), row 1 pauses this step
+            for store in (fast, ref):
+                store.begin(torch.tensor([True, False]), torch.tensor([len(prompts[0]), 0]), torch.tensor([5, 0]))
+        a, b = fast.next_logits(active), ref.next_logits(active)
+        assert torch.equal(a[active], b[active])
+        for store in (fast, ref):
+            store.push(torch.tensor([7 + step, 9]), active)
+
+
 def test_logprob_matches_exact_and_eos_truncates():
     lm = TableLM(vocab_size=4, max_len=12, seed=4, sharpness=1.0, eos_token_id=3)
     out = PowerSampler(lm, alpha=2.0, block_size=3, mcmc_steps=3, max_new_tokens=9, seed=1).sample(
