@@ -7,12 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from rlcore.backends import BACKEND_HELP  # torch-free: `q-rag --help` stays light
 from rlcore.cli import option
-
-try:  # torch-free home (keeps `q-rag --help` light); older rlcore: rollout
-    from rlcore.backends import BACKEND_HELP
-except ImportError:  # pragma: no cover
-    from rlcore.rollout import BACKEND_HELP
 
 __all__ = ["TrainConfig", "DocConfig", "IndexConfig", "SearchConfig", "RetrieveConfig", "EvalConfig", "DataConfig",
            "DEFAULT_ENCODER", "model_settings"]
