@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from rlcore.backends import BACKEND_HELP as _ROLLOUT_HELP  # torch-free: `loongrl --help` stays light
 from rlcore.cli import option
-from rlcore.rollout import BACKEND_HELP as _ROLLOUT_HELP
 
 ID_FORMATS = ("full36", "hex32", "hex8")
 EVAL_MODES = ("single", "memory-agent")

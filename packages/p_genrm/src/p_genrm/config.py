@@ -4,16 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rlcore.backends import BACKEND_HELP  # torch-free: `p-genrm --help` stays light
 from rlcore.cli import check_model_ref, option
-
-try:  # API.md E9: shared help strings (fallback until rlcore exports them)
-    from rlcore.rollout import BACKEND_HELP
-except ImportError:  # pragma: no cover - older rlcore
-    BACKEND_HELP = {
-        "backend": "generation backend: hf (transformers) or vllm (needs rlcore[vllm])",
-        "tensor_parallel_size": "vLLM tensor-parallel GPUs",
-        "gpu_memory_utilization": "vLLM share of GPU memory for weights + KV cache",
-    }
 
 __all__ = ["GenerationConfig", "ScoreConfig", "PrototypeConfig", "EvalConfig", "TrainConfig", "STAGES", "INPUT_FORMATS"]
 
