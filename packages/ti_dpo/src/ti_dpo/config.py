@@ -9,14 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rlcore.backends import BACKEND_HELP  # torch-free: `ti-dpo --help` stays light
 from rlcore.cli import option
-
-#: Help of the generation-backend fields (API.md E9 names; same meaning in every package).
-BACKEND_HELP = {  # the text of rlcore.rollout.BACKEND_HELP (not imported: it would load torch for --help)
-    "backend": "generation backend: hf (transformers, any device) or vllm (GPU; pip install 'rlcore[vllm]')",
-    "tensor_parallel_size": "vllm backend: number of GPUs the model is split over (tensor parallelism)",
-    "gpu_memory_utilization": "vllm backend: fraction of GPU memory vLLM may use for weights + KV cache (0-1]",
-}
 
 __all__ = ["TrainConfig", "ImportanceConfig", "EvalConfig", "PRESET_NAMES", "PRESETS", "TRAIN_DEFAULTS",
            "resolve_preset"]
