@@ -149,3 +149,52 @@ def test_trl_vllm_kwargs(monkeypatch, tmp_path):
                   "vllm_gpu_memory_utilization": 0.3}
     args = make_grpo_config(str(tmp_path), backend="hf", num_generations=2, per_device_train_batch_size=2)
     assert args.use_vllm is False
+
+
+_VERB_WORKER = textwrap.dedent("""
+    import atexit, dataclasses, json, os, pathlib, sys, time
+    import typer
+    import torch, torch.distributed as dist
+    from rlcore.cli import config_command
+
+    app = typer.Typer()
+    out = pathlib.Path(sys.argv[-1])
+
+    @dataclasses.dataclass
+    class Cfg:
+        work: float = 0.0
+
+    @config_command(app, "train", Cfg)
+    def train(cfg):
+        dist.init_process_group("gloo")
+        t = torch.ones(1); dist.all_reduce(t)
+        if dist.get_rank() == 0:
+            time.sleep(cfg.work)  # the writer finishes last, as in every trainer
+            (out / "written").write_text(str(time.time()))
+
+    @app.command("other")
+    def other():
+        pass
+
+    def report():
+        rank = os.environ["RANK"]
+        (out / f"exit{rank}.json").write_text(json.dumps({"time": time.time(), "pg_up": dist.is_initialized()}))
+
+    atexit.register(report)
+    app(sys.argv[1:-1], standalone_mode=True)
+""")
+
+
+@pytest.mark.slow
+def test_config_command_verbs_leave_together_and_tear_down(tmp_path):
+    # without end_distributed, a rank that finished first exited while its peer held gloo connections and was
+    # aborted at shutdown about one launch in seven ("terminate called without an active exception")
+    (tmp_path / "verb_worker.py").write_text(_VERB_WORKER)
+    r = accelerate_launch(["verb_worker", "train", "--work", "1.0", str(tmp_path)], num_processes=2, cwd=tmp_path,
+                          timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    written = float((tmp_path / "written").read_text())
+    for rank in (0, 1):
+        d = json.loads((tmp_path / f"exit{rank}.json").read_text())
+        assert d["pg_up"] is False  # destroyed by the verb, not left to interpreter shutdown
+        assert d["time"] >= written  # rank 1 waited for the writer at the barrier

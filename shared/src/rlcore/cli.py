@@ -298,7 +298,11 @@ def config_command(app: Any, name: str, cls: type, **command_kw: Any) -> Callabl
             path = kwargs.pop("config", None)
             try:
                 cfg = load_config(cls, path, **kwargs)
-                return fn(cfg)
+                result = fn(cfg)
+                from .training import end_distributed
+
+                end_distributed()  # every rank leaves together (see end_distributed)
+                return result
             except (ValueError, FileNotFoundError) as e:
                 fail(str(e))
             except ImportError as e:  # an optional extra that is not installed
