@@ -347,12 +347,15 @@ class HFGenerator:
         share_prefill: prefill each distinct prompt once per batch, and a common token prefix of the distinct
             prompts once (see above).
         min_shared_prefix: the shortest common prefix (tokens) worth prefilling once for distinct prompts.
+        prefix_attention: how decode steps read the shared prompt KV. ``"cascade"``: it stays shared and each step
+            attends to it once per group of rows (:mod:`rlcore.cascade`); ``"expand"``: it is copied to every row
+            (plain SDPA); ``"auto"``: cascade where supported (dynamic cache, llama / qwen2 / qwen3 / mistral).
 
     """
 
     def __init__(self, model: Any, tokenizer: Any = None, device: Any = None, batch_size: int | None = None,
                  cache_implementation: str = "auto", compile: bool | str = "auto", seed: int | None = None,
-                 share_prefill: bool = True, min_shared_prefix: int = 32):
+                 share_prefill: bool = True, min_shared_prefix: int = 32, prefix_attention: str = "auto"):
         self.model = model
         self.tokenizer = tokenizer
         self.device = torch.device(device) if device is not None else model_device(model)
@@ -367,6 +370,16 @@ class HFGenerator:
         self.compile = on_cuda if compile == "auto" else bool(compile)
         self.share_prefill = share_prefill
         self.min_shared_prefix = min_shared_prefix
+        if prefix_attention not in ("auto", "cascade", "expand"):
+            raise ValueError(f"prefix_attention must be auto, cascade or expand, got {prefix_attention!r}")
+        from .cascade import supports_cascade
+
+        # cascade needs the dynamic (per-row) cache for the generated tokens; the static CUDA path expands
+        self.cascade = (prefix_attention != "expand" and share_prefill and not self.static
+                        and supports_cascade(model))
+        if prefix_attention == "cascade" and not self.cascade:
+            raise ValueError("prefix_attention='cascade' needs share_prefill, the dynamic cache and a supported HF "
+                             "decoder (llama, qwen2, qwen3, mistral without sliding windows)")
         self._step_fn = None
         self._default_generator = (torch.Generator(device=self.device).manual_seed(seed) if seed is not None
                                    else None)
@@ -454,7 +467,7 @@ class HFGenerator:
         return results
 
     def _prefill(self, seqs, input_ids, mask, owners, mm, total):
-        """Prefill forward for the B rows; returns (last-position logits (B, 1, V), cache or None, mask).
+        """Prefill forward for the B rows; returns (last logits (B, 1, V), cache or None, mask, cascade state or None).
 
         Shared: distinct prompts once (``owners`` says which rows share one), a common token prefix of the distinct
         prompts once (layout ``[prefix][pad][tail]``, see :func:`_prefill_distinct`), then the KV is expanded.
@@ -473,14 +486,20 @@ class HFGenerator:
                     logits, cache, umask = res
                     slot = {o: k for k, o in enumerate(uniq)}
                     expand = torch.tensor([slot[o] for o in owners], device=self.device)
+                    state = self._cascade_state(cache, umask, L, expand) if self.cascade and not mm else None
+                    if state is not None:
+                        from transformers import DynamicCache
+
+                        return (logits.index_select(0, expand), DynamicCache(), umask.index_select(0, expand),
+                                state)
                     if len(uniq) < B:
                         cache.reorder_cache(expand)
                         logits, umask = logits.index_select(0, expand), umask.index_select(0, expand)
                     if not self.static:
-                        return logits, cache, umask
+                        return logits, cache, umask, None
                     static = self._to_static(cache, total)
                     if static is not None:
-                        return logits, static, umask
+                        return logits, static, umask, None
             # this cache type cannot be expanded / copied: fall back to prefilling every row
         cache = None
         if self.static:
@@ -489,7 +508,28 @@ class HFGenerator:
             cache = StaticCache(config=self.model.config, max_cache_len=total)
         logits, cache = lm_forward(self.model, input_ids, mask, _positions(mask), cache, logits_to_keep=1,
                                    **_mm_rows(mm, owners, self.device, dtype))
-        return logits, cache, mask
+        return logits, cache, mask, None
+
+    @staticmethod
+    def _cascade_state(cache, umask, prefix_len, expand):
+        """Shared levels for cascade decoding from the distinct prompts' cache (None: cache layout unknown).
+
+        Levels: the common prefix (``prefix_len`` tokens, one group of every row) and each distinct prompt's tail
+        (its rows = ``expand == u``); without a common prefix, each distinct prompt whole.
+        """
+        from .cascade import CascadeState, SharedLevel
+
+        layers = getattr(cache, "layers", None)
+        if not layers or not all(isinstance(getattr(x, "keys", None), torch.Tensor) for x in layers):
+            return None
+        K, V, L = [x.keys for x in layers], [x.values for x in layers], prefix_len
+        levels = []
+        if L > 0:
+            levels.append(SharedLevel.from_groups([k[:1, :, :L] for k in K], [v[:1, :, :L] for v in V],
+                                                  umask[:1, :L], torch.zeros_like(expand)))
+        levels.append(SharedLevel.from_groups([k[:, :, L:].contiguous() for k in K],
+                                              [v[:, :, L:].contiguous() for v in V], umask[:, L:], expand))
+        return CascadeState(levels)
 
     def _to_static(self, dyn, total):
         """Copy an expanded DynamicCache into a fresh StaticCache (None when the layer types do not match)."""
@@ -519,7 +559,7 @@ class HFGenerator:
         eos_t = torch.tensor(sorted(eos), device=self.device, dtype=torch.long) if eos else None
         input_ids, mask = _pad_left(seqs, self._pad_id(), self.device)
         total = P + params.max_new_tokens
-        logits, cache, mask = self._prefill(seqs, input_ids, mask, owners, mm, total)
+        logits, cache, mask, shared = self._prefill(seqs, input_ids, mask, owners, mm, total)
         V = logits.shape[-1]
         bad_t = None
         if params.bad_token_ids:
@@ -569,7 +609,12 @@ class HFGenerator:
                 break
             mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=self.device)], dim=1)
             pos = pos + 1
-            if use_cache:
+            if shared is not None:  # cascade: the prompt KV stays shared (rlcore.cascade)
+                from .cascade import cascade_attention
+
+                with cascade_attention(self.model):
+                    logits, cache = lm_forward(self.model, tok[:, None], mask, pos, cache, rlcore_cascade=shared)
+            elif use_cache:
                 logits, cache = self._step(tok[:, None], mask, pos, cache, total)
             else:  # model without a KV cache: re-encode everything (with the multimodal inputs every time)
                 full = torch.cat([input_ids, tokens[:, : t + 1]], dim=1)
