@@ -7,7 +7,9 @@ Usage: uv run --no-sync python tools/bench/p_genrm.py [--pairs 4] [--max-new-tok
    valid chain (``FormattedGenerator``) so the Pro-k path (anchor embedding, neighbour search, neighbour
    re-scoring) runs as it would with a trained model; all generation cost is real. Batched = TestTimeScaler's
    path (all Ind chains of all pairs in one generate call, then all neighbour re-scorings in one; rlcore's
-   HFGenerator prefills each distinct prompt once and expands its KV cache to the n samples); sequential = one
+   HFGenerator prefills each distinct prompt once, and its cascade attention reads that KV once per prompt at each
+   decode step instead of once per sample; ``batched_expand`` copies the KV to every sample instead, and
+   ``batched_unshared`` prefills every sample); sequential = one
    chain per generate call. Same pairs, same run, torch pinned to one thread for both. Embedder: the offline
    all-MiniLM-L6-v2. ``--cached`` adds the ``ind2+cpro2`` cached-prototype mode (4 chains per pair).
 2. Search. ``PrototypeIndex.search`` (faiss IVF, lists = prototype members, nprobe 1) over ``--members`` random
@@ -58,6 +60,8 @@ def bench_scoring(n_pairs: int, max_new_tokens: int, cached: bool = False, repea
     gen = FormattedGenerator(HFGenerator(lm, tok))
     # the same batched path without rlcore's prompt / prefix KV sharing (what the sharing buys)
     unshared = FormattedGenerator(HFGenerator(lm, tok, share_prefill=False))
+    # shared prefill, but the prompt KV copied to every row for decoding (no cascade attention)
+    expanded = FormattedGenerator(HFGenerator(lm, tok, prefix_attention="expand"))
     embedder = SentenceEmbedder()
     styles = ["concise", "detailed", "formal", "playful"]
     texts = [f"Style: {styles[i % 4]}. Values: {['honesty', 'kindness'][i % 2]}. Case {i}." for i in range(64)]
@@ -71,13 +75,14 @@ def bench_scoring(n_pairs: int, max_new_tokens: int, cached: bool = False, repea
                          hist, user_id=f"u{i}") for i in range(n_pairs)]
     out = {}
     embedder(texts[:1])  # load the encoder before timing
-    modes = ("batched", "sequential", "batched_unshared") + (("cached",) if cached else ())
+    modes = ("batched", "sequential", "batched_unshared", "batched_expand") + (("cached",) if cached else ())
     times: dict[str, list[float]] = {m: [] for m in modes}
     calls: dict[str, int] = {}
     for _ in range(repeats):  # a shared machine: modes interleaved, the best of `repeats` runs of each reported
         for mode in modes:
             n, k = (2, 2) if mode == "cached" else (16, 8)
-            scorer = GenRMScorer(unshared if mode == "batched_unshared" else gen, max_new_tokens=max_new_tokens,
+            g = {"batched_unshared": unshared, "batched_expand": expanded}.get(mode, gen)
+            scorer = GenRMScorer(g, max_new_tokens=max_new_tokens,
                                  max_retries=0, seed=0)
             scaler = TestTimeScaler(scorer, index, embedder, ind_n=n, pro_k=k,
                                     pro_mode="cached" if mode == "cached" else "neighbours")
@@ -92,6 +97,7 @@ def bench_scoring(n_pairs: int, max_new_tokens: int, cached: bool = False, repea
                      "pairs_per_s": round(n_pairs / dt, 4), "generate_calls": calls[mode]}
     out["speedup"] = round(out["batched"]["pairs_per_s"] / out["sequential"]["pairs_per_s"], 2)
     out["unshared_speedup"] = round(out["batched_unshared"]["pairs_per_s"] / out["sequential"]["pairs_per_s"], 2)
+    out["expand_speedup"] = round(out["batched_expand"]["pairs_per_s"] / out["sequential"]["pairs_per_s"], 2)
     if cached:
         out["cached_speedup_vs_sequential"] = round(out["cached"]["pairs_per_s"] / out["sequential"]["pairs_per_s"], 2)
     out["threads"] = torch.get_num_threads()
