@@ -98,11 +98,20 @@ def test_cascade_is_used_and_restores_the_attention_setting(model, tok, monkeypa
     monkeypatch.setattr(cascade, "attend", lambda *a, **k: (calls.append(a[1].shape), orig(*a, **k))[1])
     before = model.config._attn_implementation
     head = "Evaluate the two responses for this user, step by step, then score them. " * 2
-    HFGenerator(model, tok).generate(prompts=[head + "a", head + "bb"],
-                                     params=SamplingParams(max_new_tokens=3, n=4, temperature=0))
+    HFGenerator(model, tok, prefix_attention="cascade").generate(
+        prompts=[head + "a", head + "bb"], params=SamplingParams(max_new_tokens=3, n=4, temperature=0))
     # 2 decode steps x 2 layers x (own tokens + common head + per-prompt tails)
     assert len(calls) == 2 * 2 * 3
     assert model.config._attn_implementation == before
+    # auto: only where it spares >= CASCADE_MIN_SAVED KV elements per layer and step (tiny Qwen2: 2 kv heads x 16)
+    from rlcore.rollout import CASCADE_MIN_SAVED
+
+    assert CASCADE_MIN_SAVED == 1 << 17
+    params = SamplingParams(max_new_tokens=2, n=16, temperature=0)
+    for P, used in ((200, False), (300, True)):  # (16 * P - P) * 32 = 96,000 < 131,072 <= 144,000
+        calls.clear()
+        HFGenerator(model, tok).generate(prompt_ids=[[5] * P], params=params)
+        assert bool(calls) == used, P
 
 
 def test_supports_cascade(model):

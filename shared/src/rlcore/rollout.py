@@ -323,6 +323,13 @@ def _prefill_distinct(model, seqs, pad_id, device, prefix_len, mm_kw):
     return logits, cache, mask
 
 
+# ``prefix_attention="auto"`` uses cascade attention when it spares a decode step at least this many KV elements
+# per layer (rows x prompt positions - shared positions, times kv heads x head dim). Below it, the extra kernels
+# per layer cost more than the copies save: measured on a 2-core CPU with the tiny Qwen2 (2 kv heads x 16 dims),
+# n=16 rows of one prompt break even near 400 prompt tokens (cascade 0.75x at 128 tokens, 1.12x at 512).
+CASCADE_MIN_SAVED = 1 << 17
+
+
 class HFGenerator:
     """Sampling with a transformers causal LM (or any rlcore LM) through a hand-rolled batched decode loop.
 
@@ -349,7 +356,8 @@ class HFGenerator:
         min_shared_prefix: the shortest common prefix (tokens) worth prefilling once for distinct prompts.
         prefix_attention: how decode steps read the shared prompt KV. ``"cascade"``: it stays shared and each step
             attends to it once per group of rows (:mod:`rlcore.cascade`); ``"expand"``: it is copied to every row
-            (plain SDPA); ``"auto"``: cascade where supported (dynamic cache, llama / qwen2 / qwen3 / mistral).
+            (plain SDPA); ``"auto"``: cascade where supported (dynamic cache, llama / qwen2 / qwen3 / mistral) and
+            worth it: when it spares each decode step at least :data:`CASCADE_MIN_SAVED` KV elements per layer.
 
     """
 
@@ -377,6 +385,7 @@ class HFGenerator:
         # cascade needs the dynamic (per-row) cache for the generated tokens; the static CUDA path expands
         self.cascade = (prefix_attention != "expand" and share_prefill and not self.static
                         and supports_cascade(model))
+        self.cascade_min_saved = 0 if prefix_attention == "cascade" else CASCADE_MIN_SAVED
         if prefix_attention == "cascade" and not self.cascade:
             raise ValueError("prefix_attention='cascade' needs share_prefill, the dynamic cache and a supported HF "
                              "decoder (llama, qwen2, qwen3, mistral without sliding windows)")
@@ -486,7 +495,8 @@ class HFGenerator:
                     logits, cache, umask = res
                     slot = {o: k for k, o in enumerate(uniq)}
                     expand = torch.tensor([slot[o] for o in owners], device=self.device)
-                    state = self._cascade_state(cache, umask, L, expand) if self.cascade and not mm else None
+                    state = (self._cascade_state(cache, umask, L, expand, self.cascade_min_saved)
+                             if self.cascade and not mm else None)
                     if state is not None:
                         from transformers import DynamicCache
 
@@ -511,11 +521,12 @@ class HFGenerator:
         return logits, cache, mask, None
 
     @staticmethod
-    def _cascade_state(cache, umask, prefix_len, expand):
+    def _cascade_state(cache, umask, prefix_len, expand, min_saved=0):
         """Shared levels for cascade decoding from the distinct prompts' cache (None: cache layout unknown).
 
         Levels: the common prefix (``prefix_len`` tokens, one group of every row) and each distinct prompt's tail
-        (its rows = ``expand == u``); without a common prefix, each distinct prompt whole.
+        (its rows = ``expand == u``); without a common prefix, each distinct prompt whole. None as well when the
+        cascade would spare fewer than ``min_saved`` KV elements per layer and step.
         """
         from .cascade import CascadeState, SharedLevel
 
@@ -523,6 +534,10 @@ class HFGenerator:
         if not layers or not all(isinstance(getattr(x, "keys", None), torch.Tensor) for x in layers):
             return None
         K, V, L = [x.keys for x in layers], [x.values for x in layers], prefix_len
+        _, h_kv, P, d = K[0].shape
+        shared = (L if L > 0 else 0) + K[0].shape[0] * (P - L)  # KV positions a cascade step reads once
+        if (len(expand) * P - shared) * h_kv * d < min_saved:
+            return None
         levels = []
         if L > 0:
             levels.append(SharedLevel.from_groups([k[:1, :, :L] for k in K], [v[:1, :, :L] for v in V],
