@@ -13,7 +13,9 @@ step) / step time, over the card's peak bandwidth (``PEAK_BANDWIDTH``, keyed by 
 
 A second table times shared prefill (E10): ``--prefill-n`` samples of one ``--prefill-len``-token prompt, prefilled
 once and expanded vs prefilled once per sample (``HFGenerator(share_prefill=False)``); then ``--prefill-n / 2``
-distinct prompts (a common head + 16-token tails) x 2 samples, head prefilled once vs not. ``--json PATH`` writes
+distinct prompts (a common head + 16-token tails) x 2 samples, head prefilled once vs not; then
+``--cascade-new-tokens`` tokens for each of the ``--prefill-n`` samples, decoded with cascade attention (the
+prompt KV read once per step) vs the KV copied to every row. ``--json PATH`` writes
 every figure.
 """
 
@@ -139,6 +141,16 @@ def bench_shared_prefill(model, args, device) -> dict:
         sync(device)
         out["prefix_shared_s" if share else "prefix_unshared_s"] = time.perf_counter() - t
     out["prefix_speedup"] = out["prefix_unshared_s"] / out["prefix_shared_s"]
+    # decoding over the shared prompt: cascade attention (the KV read once per step) vs the KV copied to every row
+    dec = SamplingParams(max_new_tokens=args.cascade_new_tokens, n=args.prefill_n, stop_token_ids=[])
+    for mode in ("cascade", "expand"):
+        gen = HFGenerator(model, prefix_attention=mode, cache_implementation="dynamic", compile=False)
+        sync(device)
+        t = time.perf_counter()
+        gen.generate(prompt_ids=[prompt], params=dec, seeds=[0])
+        sync(device)
+        out[f"decode_{mode}_s"] = time.perf_counter() - t
+    out["cascade_speedup"] = out["decode_expand_s"] / out["decode_cascade_s"]
     return out
 
 
@@ -156,6 +168,8 @@ def main():
     ap.add_argument("--prefill-n", type=int, default=16, help="shared-prefill table: samples of the prompt")
     ap.add_argument("--prefill-new-tokens", type=int, default=4, help="shared-prefill table: tokens per sample")
     ap.add_argument("--skip-prefill", action="store_true", help="skip the shared-prefill table")
+    ap.add_argument("--cascade-new-tokens", type=int, default=64,
+                    help="shared-prefill table: tokens per sample for cascade vs copied-KV decoding")
     ap.add_argument("--skip-decode", action="store_true", help="skip the decode table")
     ap.add_argument("--json", default="", help="also write every figure to this file")
     args = ap.parse_args()
@@ -164,7 +178,8 @@ def main():
     device = get_device(args.device)
     dtype = get_dtype(device)
     torch.manual_seed(0)
-    max_len = max(args.prompt_len + args.new_tokens, args.prefill_len + args.prefill_new_tokens) + 8
+    max_len = max(args.prompt_len + args.new_tokens,
+                  args.prefill_len + max(args.prefill_new_tokens, args.cascade_new_tokens)) + 8
     cfg = Qwen2Config(max_position_embeddings=max_len, **SHAPES[args.shape])
     model = Qwen2ForCausalLM(cfg).to(device=device, dtype=dtype).eval()
     n_params = sum(p.numel() for p in model.parameters())
@@ -205,6 +220,9 @@ def main():
         print(f"shared head: {args.prefill_n // 2} distinct prompts x n=2 = {args.prefill_n} rows, common "
               f"{args.prefill_len - 16}-token head + 16-token tails: shared {sp['prefix_shared_s']:.2f}s, unshared "
               f"{sp['prefix_unshared_s']:.2f}s, ratio {sp['prefix_speedup']:.2f}x")
+        print(f"decoding: n={args.prefill_n} samples x {args.cascade_new_tokens} tokens over the shared "
+              f"{args.prefill_len}-token prompt: cascade {sp['decode_cascade_s']:.2f}s, KV copied to every row "
+              f"{sp['decode_expand_s']:.2f}s, ratio {sp['cascade_speedup']:.2f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
