@@ -130,3 +130,19 @@ def test_supports_cascade(model):
         HFGenerator(Wrapper(), prefix_attention="cascade", device="cpu")
     with pytest.raises(ValueError, match="prefix_attention must be"):
         HFGenerator(model, prefix_attention="paged")
+
+
+@pytest.mark.gpu
+def test_cuda_cascade_equals_expanded_cache(tok):
+    model = tiny_causal_lm(tok).cuda()
+    head = "Evaluate the two responses for this user, step by step, then score them. " * 2
+    prompts = [head + "Pitch is high.", head + "0123"]
+    params = SamplingParams(max_new_tokens=12, n=4, stop_token_ids=[])
+    runs = {}
+    for mode in ("cascade", "expand"):
+        gen = HFGenerator(model, tok, cache_implementation="dynamic", compile=False, prefix_attention=mode)
+        assert gen.cascade == (mode == "cascade")
+        runs[mode] = gen.generate(prompts=prompts, params=params, seeds=[0, 1])
+    for a, b in zip(_flat(runs["cascade"]), _flat(runs["expand"])):
+        assert a.token_ids == b.token_ids
+        torch.testing.assert_close(a.raw_logprobs, b.raw_logprobs, atol=1e-4, rtol=0)
