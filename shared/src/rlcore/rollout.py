@@ -535,7 +535,7 @@ class HFGenerator:
             return None
         K, V, L = [x.keys for x in layers], [x.values for x in layers], prefix_len
         _, h_kv, P, d = K[0].shape
-        shared = (L if L > 0 else 0) + K[0].shape[0] * (P - L)  # KV positions a cascade step reads once
+        shared = L + K[0].shape[0] * (P - L)  # KV positions a cascade step reads once
         if (len(expand) * P - shared) * h_kv * d < min_saved:
             return None
         levels = []
