@@ -3,7 +3,8 @@
 Variants: plain DPO (sigmoid); DPO's loss computed by TIDPOTrainer (uniform weights: its own forward, the
 apples-to-apples base for the TI-DPO terms); TI-DPO weights only (alpha_KL 0, gamma 0: the cost of the attribution);
 TI-DPO with the TDPO2 KL (alpha_KL 0.5, gamma 0); the paper default (alpha_KL 0.5, gamma 0.1: + anchor sampling
-and the anchor rows in the same forward); confidence weights (--importance confidence, alpha_KL 0, gamma 0).
+and the anchor rows in the same forward), with the default shared-prompt layout (one packed row per pair) and
+with TRL's padded layout (one row each); confidence weights (--importance confidence, alpha_KL 0, gamma 0).
 Time: each round runs one step (forward, backward, AdamW update) of every variant in turn, threads pinned for all;
 the first `--warmup` rounds are not timed; the median over rounds is reported. Memory (`--memory`): each variant
 in its own subprocess, the rise of peak memory during its first step over the memory held just before it (CPU:
@@ -80,6 +81,7 @@ VARIANTS = {
     "ti-dpo weights only (alpha_kl 0, gamma 0)": dict(alpha_kl=0.0, gamma=0.0),
     "ti-dpo + TDPO2 KL, no triplet (alpha_kl 0.5, gamma 0)": dict(alpha_kl=0.5, gamma=0.0),
     "ti-dpo paper default (weights + KL + triplet)": dict(alpha_kl=0.5, gamma=0.1),
+    "ti-dpo paper default, padded layout (--batch-layout padded)": dict(alpha_kl=0.5, gamma=0.1, batch_layout="padded"),
     "ti-dpo --importance confidence (alpha_kl 0, gamma 0)": dict(alpha_kl=0.0, gamma=0.0, importance="confidence"),
 }
 BASE = "dpo (trl DPOTrainer, sigmoid)"

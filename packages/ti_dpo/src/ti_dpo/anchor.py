@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["ANCHOR_BACKENDS", "prompt_token_lists", "make_anchor_generator", "sample_anchor_ids"]
+__all__ = ["ANCHOR_BACKENDS", "prompt_token_lists", "make_anchor_generator", "sample_anchor_ids", "trim_anchors"]
 
 ANCHOR_BACKENDS = ("hf", "vllm")
 VLLM_MISSING = "the vllm backend needs vLLM: pip install 'rlcore[vllm]'"
@@ -36,6 +36,20 @@ def prompt_token_lists(input_ids: torch.Tensor, attention_mask: torch.Tensor,
     """
     keep = attention_mask.bool() & ~completion_mask.bool()
     return [row[k].tolist() for row, k in zip(input_ids, keep, strict=True)]
+
+
+def trim_anchors(anchors: list[list[int]], longer: list[int]) -> list[list[int]]:
+    """Cut each anchor to the tokens the triplet loss can use: at most the pair's longer response.
+
+    The distance (Eq. 13) sums over positions valid in both the anchor and y_w (or y_l), so anchor token k counts
+    only if ``k < max(|y_w|, |y_l|)``; its log-ratio depends on tokens ``<= k`` only (causal LM). Scoring the rest
+    costs forward/backward rows and changes nothing.
+
+    Example:
+        >>> trim_anchors([[1, 2, 3, 4], [5, 6]], [3, 5])
+        [[1, 2, 3], [5, 6]]
+    """
+    return [x[:n] for x, n in zip(anchors, longer, strict=True)]
 
 
 def make_anchor_generator(model: Any, tokenizer: Any, backend: str = "hf", tensor_parallel_size: int = 1,

@@ -97,6 +97,8 @@ class TrainConfig:
     token_weighting: str = option("importance", "'importance' or 'uniform' (Table 2 ablation)")
     attribution: str = option("auto", "gradient attribution pass: 'fused' (in the training forward), 'separate' "
                                       "(extra eval-mode forward), 'auto' (fused unless dropout/reentrant ckpt)")
+    batch_layout: str = option("auto", "loss forwards: 'shared_prompt' (one packed row per pair, the prompt once; same "
+                                       "loss), 'padded' (one row each, TRL's), 'auto' (shared_prompt if supported)")
     anchor_max_new_tokens: int = option(64, "anchor length cap (release: 64)")
     anchor_reuse_steps: int = option(1, "resample a prompt's anchor after this many steps (1: every use, as the "
                                         "paper; 0: sample once and keep)")
@@ -128,6 +130,8 @@ class TrainConfig:
             raise ValueError(f"token_weighting must be 'importance' or 'uniform', got {self.token_weighting!r}")
         if self.attribution not in ("auto", "fused", "separate"):
             raise ValueError(f"attribution must be 'auto', 'fused' or 'separate', got {self.attribution!r}")
+        if self.batch_layout not in ("auto", "shared_prompt", "padded"):
+            raise ValueError(f"batch_layout must be 'auto', 'shared_prompt' or 'padded', got {self.batch_layout!r}")
         if self.activation_checkpointing not in ("off", "non_reentrant", "reentrant"):
             raise ValueError("activation_checkpointing must be 'off', 'non_reentrant' or 'reentrant', "
                              f"got {self.activation_checkpointing!r}")

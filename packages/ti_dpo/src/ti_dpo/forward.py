@@ -18,6 +18,10 @@ backbone once and returns a :class:`TIHeadOutput`:
   compute_gradient_attribution`) instead.
 - ``hidden`` ``(B, T, H)``: the final hidden states (``return_hidden=True``; the reference pass).
 
+With ``layout`` (a :class:`ti_dpo.packing.SharedPromptLayout`) the backbone runs on the packed rows (each pair's
+prompt once, a 4D mask) and the hidden states are gathered back to the padded ``(B, T)`` rows, so everything above
+is unchanged; ``kl_rows`` limits the KL to the rows whose KL the loss uses (not the triplet anchors).
+
 Without ``ti_head`` the forward is the previous one (generation, TRL's fused head) unchanged.
 """
 
@@ -34,6 +38,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers.utils import ModelOutput
 
 from .importance import last_valid_index
+from .packing import SharedPromptLayout
 
 __all__ = ["TIHeadRequest", "TIHeadOutput", "add_ti_head", "chunked_label_logps_and_kl", "has_active_dropout"]
 
@@ -49,8 +54,10 @@ class TIHeadRequest:
     attribution_rows: int = 0
     ref_hidden: torch.Tensor | None = None  # (B, T, H) reference final hidden states (no grad) -> kl
     ref_head: Any = None  # the reference's LM head module
+    kl_rows: int | None = None  # KL for the first kl_rows rows only (None: all)
     return_hidden: bool = False
     max_chunk_elems: int = MAX_CHUNK_ELEMS
+    layout: SharedPromptLayout | None = None  # run the backbone on the packed rows (ti_dpo.packing)
 
 
 @dataclasses.dataclass
@@ -77,16 +84,18 @@ def has_active_dropout(model: Any) -> bool:
     return False
 
 
-def _chunk_fn(head, ref_head, labels, with_kl):
+def _chunk_fn(head, ref_head, labels, with_ref, with_kl):
     def fn(h, ref_h):
         logits = head(h).float()  # (n, V)
         lse = torch.logsumexp(logits, dim=-1)  # (n,)
         logp = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - lse
-        if not with_kl:
+        if not with_ref:
             return logp, logp.new_zeros(()), logp.new_zeros(())
         with torch.no_grad():
             ref_lp = ref_head(ref_h).float().log_softmax(dim=-1)  # (n, V), constant
             ref_label = ref_lp.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+        if not with_kl:  # rows whose KL the loss does not use (the triplet anchors)
+            return logp, torch.zeros_like(logp), ref_label
         pol_lp = logits - lse.unsqueeze(-1)
         kl = (ref_lp.exp() * (ref_lp - pol_lp)).sum(dim=-1)  # (n,)
         return logp, kl, ref_label
@@ -95,7 +104,7 @@ def _chunk_fn(head, ref_head, labels, with_kl):
 
 def chunked_label_logps_and_kl(hidden: torch.Tensor, head: Any, labels: torch.Tensor,
                                ref_hidden: torch.Tensor | None = None, ref_head: Any = None,
-                               max_chunk_elems: int = MAX_CHUNK_ELEMS,
+                               max_chunk_elems: int = MAX_CHUNK_ELEMS, kl_rows: int | None = None,
                                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     r"""Per-token label log-probs and (optionally) :math:`\mathrm{KL}(\pi_{ref}\|\pi_\theta)`, chunked over tokens.
 
@@ -108,6 +117,8 @@ def chunked_label_logps_and_kl(hidden: torch.Tensor, head: Any, labels: torch.Te
         ref_head: the reference LM head.
         max_chunk_elems: at most this many float32 ``(rows, V)`` elements per chunk; with more labelled tokens than
             fit, each chunk is recomputed in the backward pass instead of storing its logits.
+        kl_rows: the KL is computed for the first ``kl_rows`` rows only (0 in the others, which still get their
+            reference log-probs); ``None``: all rows.
 
     Returns:
         ``(B, T)`` log-probs, ``(B, T)`` KL and ``(B, T)`` reference log-probs of the labels (both ``None`` without
@@ -120,13 +131,17 @@ def chunked_label_logps_and_kl(hidden: torch.Tensor, head: Any, labels: torch.Te
     V = head.weight.size(0) if hasattr(head, "weight") else 1
     n_chunk = max(1, max_chunk_elems // max(V, 1))
     recompute = torch.is_grad_enabled() and h.requires_grad and h.size(0) > n_chunk
+    # tokens are in row-major order: those of the first kl_rows rows come first
+    n_kl = h.size(0) if kl_rows is None else int(mask[:kl_rows].sum())
     parts: list[tuple[torch.Tensor, ...]] = []
-    for s in range(0, h.size(0), n_chunk):
-        fn = _chunk_fn(head, ref_head, y[s:s + n_chunk], with_kl)
-        if recompute:
-            parts.append(checkpoint(fn, h[s:s + n_chunk], rh[s:s + n_chunk], use_reentrant=False))
-        else:
-            parts.append(fn(h[s:s + n_chunk], rh[s:s + n_chunk]))
+    for lo, hi, kl_here in ((0, n_kl, with_kl), (n_kl, h.size(0), False)):
+        for s in range(lo, hi, n_chunk):
+            e = min(s + n_chunk, hi)
+            fn = _chunk_fn(head, ref_head, y[s:e], with_kl, kl_here)
+            if recompute:
+                parts.append(checkpoint(fn, h[s:e], rh[s:e], use_reentrant=False))
+            else:
+                parts.append(fn(h[s:e], rh[s:e]))
     zeros = torch.zeros(labels.shape, dtype=torch.float32, device=hidden.device)
 
     def scatter(k):
@@ -163,26 +178,34 @@ def add_ti_head(model: Any) -> None:
 
 def _ti_forward(model: Any, req: TIHeadRequest, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 **kwargs: Any) -> TIHeadOutput:
-    embeds = model.get_input_embeddings()(input_ids)  # (B, T, H)
+    lay = req.layout
+    embeds = model.get_input_embeddings()(input_ids if lay is None else lay.input_ids)  # (B, T, H) or (G, W, H)
     attribute = req.attribution_rows > 0
     if attribute and not embeds.requires_grad:  # frozen embeddings (PEFT): attribute to a leaf copy
         embeds = embeds.detach().requires_grad_(True)
     extra = {k: v for k, v in kwargs.items() if k == "position_ids" and v is not None}
+    mask = attention_mask
+    if lay is not None:  # packed rows: a 4D mask and each token's padded-layout position
+        extra["position_ids"] = lay.position_ids
+        mask = lay.attention_mask(embeds.dtype, model.config._attn_implementation)
     head = model.get_output_embeddings()
     out = TIHeadOutput()
     with torch.enable_grad() if attribute else contextlib.nullcontext():  # eval passes need the graph too
-        hidden = _backbone(model)(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False,
-                                  **extra).last_hidden_state  # (B, T, H)
+        hidden = _backbone(model)(inputs_embeds=embeds, attention_mask=mask, use_cache=False,
+                                  **extra).last_hidden_state  # (B, T, H) or packed (G, W, H)
+        if lay is not None:
+            hidden = lay.gather(hidden)  # (B, T, H): the padded layout again
         if attribute:
             R = req.attribution_rows
             last = last_valid_index(attention_mask[:R])  # (R,)
             top = head(hidden[torch.arange(R, device=hidden.device), last]).float().max(dim=-1).values  # (R,)
             (grad,) = torch.autograd.grad(top.sum(), embeds, retain_graph=True)
+            grad = grad if lay is None else lay.gather(grad)  # (B, T, H); prompt slots: summed over the pair
             out.importance = grad[:R].detach().float().abs().sum(dim=-1) * attention_mask[:R].float()  # (R, T)
     if req.return_hidden:
         out.hidden = hidden
     if req.labels is not None:
         ref_h = req.ref_hidden[:, :-1] if req.ref_hidden is not None else None
         out.log_probs, out.kl, out.ref_log_probs = chunked_label_logps_and_kl(
-            hidden[:, :-1], head, req.labels[:, 1:], ref_h, req.ref_head, req.max_chunk_elems)
+            hidden[:, :-1], head, req.labels[:, 1:], ref_h, req.ref_head, req.max_chunk_elems, req.kl_rows)
     return out

@@ -13,7 +13,7 @@ from .config import EvalConfig, TrainConfig
 __all__ = ["build_trainer", "run_train", "run_eval"]
 
 _TI_FIELDS = ("beta", "gamma", "ti_lambda", "alpha_kl", "prior_sigma_div", "triplet_margin", "importance_span",
-              "weight_normalization", "token_weighting", "importance", "prior", "attribution",
+              "weight_normalization", "token_weighting", "importance", "prior", "attribution", "batch_layout",
               "anchor_max_new_tokens", "anchor_reuse_steps", "learning_rate", "optim", "warmup_steps",
               "max_grad_norm", "max_steps", "num_train_epochs", "per_device_train_batch_size",
               "gradient_accumulation_steps", "max_length", "precompute_ref_log_probs", "logging_steps", "seed")

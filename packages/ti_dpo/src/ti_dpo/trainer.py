@@ -7,10 +7,11 @@ because the weighted margin needs them), ``_prepare_dataset`` (drops and counts 
 tokenising) and checkpointing of the anchor cache. Everything else (data collation, PEFT and implicit reference via
 disabled adapters, accelerate/DeepSpeed wrapping, evaluation, ``checkpoint-N`` saving and resuming) is the parent's.
 
-One step = (anchors sampled through rlcore's generator, no grad) -> one reference forward over
-[chosen; rejected; anchor] -> one policy forward over the same concatenated batch that also yields the
-attribution (``autograd.grad`` on its own graph), the per-token log-probs and the chunked TDPO2 KL
-(:mod:`ti_dpo.forward`) -> one backward.
+One step = (anchors sampled through rlcore's generator, no grad, once per distinct prompt and only as long as
+the pair's longer response) -> one reference forward over [chosen; rejected; anchor] -> one policy forward over the
+same batch that also yields the attribution (``autograd.grad`` on its own graph), the per-token log-probs and the
+chunked TDPO2 KL (:mod:`ti_dpo.forward`) -> one backward. Both forwards run on the shared-prompt layout by default
+(:mod:`ti_dpo.packing`: one packed row per pair, the prompt once), which gives the same loss as the padded rows.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ from trl import DPOConfig, DPOTrainer
 from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.utils import use_adapter
 
-from .anchor import ANCHOR_BACKENDS, make_anchor_generator, prompt_token_lists, sample_anchor_ids
+from .anchor import (
+    ANCHOR_BACKENDS,
+    make_anchor_generator,
+    prompt_token_lists,
+    sample_anchor_ids,
+    trim_anchors,
+)
 from .config import PRESETS
 from .data import filter_preference_pairs
 from .forward import TIHeadRequest, add_ti_head, has_active_dropout
@@ -50,6 +57,7 @@ from .loss import (
     compute_weighted_margin,
     pack_left,
 )
+from .packing import pack_shared_prompt, shared_prompt_supported
 
 __all__ = ["TIDPOConfig", "TIDPOTrainer", "PRESETS"]
 
@@ -57,6 +65,7 @@ logger = get_logger(__name__)
 
 SPANS = ("response", "sequence")
 ATTRIBUTION_MODES = ("auto", "fused", "separate")
+BATCH_LAYOUTS = ("auto", "shared_prompt", "padded")
 STATE_FILE = "ti_dpo_state_rank{}.json"  # one per process: each rank caches the anchors of its own shard
 
 
@@ -95,6 +104,12 @@ class TIDPOConfig(DPOConfig):
                           "eval-mode forward (the release); 'auto': fused unless the model has active dropout or "
                           "reentrant activation checkpointing is on."},
     )
+    batch_layout: str = field(
+        default="auto",
+        metadata={"help": "'shared_prompt': each pair's chosen, rejected and anchor scored as one packed row with "
+                          "the prompt once (4D mask; same loss up to float rounding); 'padded': one right-padded "
+                          "row each (TRL's layout); 'auto': shared_prompt where the model supports it."},
+    )
     alpha_kl: float = field(default=0.5, metadata={"help": "TDPO2 sequence-KL weight α (Table B13); 0 gives Eq. 12."})
     gamma: float = field(default=0.1, metadata={"help": "Triplet loss weight γ (Eq. 14, Table B13); 0 disables it."})
     triplet_margin: float = field(
@@ -125,6 +140,7 @@ class TIDPOConfig(DPOConfig):
                                    ("importance", self.importance, IMPORTANCE_SOURCES),
                                    ("prior", self.prior, PRIORS),
                                    ("attribution", self.attribution, ATTRIBUTION_MODES),
+                                   ("batch_layout", self.batch_layout, BATCH_LAYOUTS),
                                    ("anchor_backend", self.anchor_backend, ANCHOR_BACKENDS)):
             if value not in valid:
                 raise ValueError(f"{name} must be one of {valid}, got {value!r}")
@@ -192,12 +208,28 @@ class TIDPOTrainer(DPOTrainer):
         if a.attribution == "auto":
             fused_ok = not a.reentrant_checkpointing and not has_active_dropout(base)
             self.attribution_mode = "fused" if fused_ok else "separate"
+        #: the layout of the loss forwards actually used ("shared_prompt" or "padded"), resolved once here
+        self.batch_layout = self._resolve_layout(base)
         self._anchor_cache: dict[tuple[int, ...], tuple[int, list[int]]] = {}
         self._anchor_generator = None
         if a.gamma > 0 and a.anchor_backend != "hf":  # a missing vLLM is a one-line error before training
             self._anchor_generator = make_anchor_generator(
                 base, self.processing_class, a.anchor_backend, a.anchor_tensor_parallel_size,
                 a.anchor_gpu_memory_utilization, a.seed)
+
+    def _resolve_layout(self, base) -> str:
+        a = self.args
+        why = shared_prompt_supported(base) or (shared_prompt_supported(self.ref_model) if self.ref_model is not None
+                                                else None)
+        if (a.token_weighting == "importance" and a.importance == "gradient" and self.attribution_mode == "fused"
+                and a.importance_span == "sequence"):
+            why = ("fused attribution with importance_span='sequence' (prompt importances are summed over the "
+                   "pair's rows in the packed layout)")
+        if a.batch_layout == "shared_prompt" and why:
+            raise ValueError(f"batch_layout='shared_prompt' is not available: {why}; use 'auto' or 'padded'")
+        if a.batch_layout == "auto" and why:
+            logger.info(f"batch_layout auto -> padded: {why}")
+        return "padded" if a.batch_layout == "padded" or why else "shared_prompt"
 
     # ---- data -------------------------------------------------------------------------------------------------
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
@@ -305,8 +337,13 @@ class TIDPOTrainer(DPOTrainer):
         content = int(input_ids[:, : min(16, input_ids.size(1))].sum().item())
         return (self.args.seed * 1_000_003 + self.state.global_step * 7_919 + content) % (2**62)
 
-    def _anchors(self, model, prompts: list[list[int]]) -> list[list[int]]:
-        """One anchor per prompt: sampled from the current policy, or reused from the cache (``anchor_reuse_steps``)."""
+    def _anchors(self, model, prompts: list[list[int]], needed: list[int] | None = None) -> list[list[int]]:
+        """One anchor per prompt: sampled from the current policy, or reused from the cache (``anchor_reuse_steps``).
+
+        A prompt that appears twice is sampled once (its seed depends on the prompt only, so both would get the same
+        anchor). ``needed``: per prompt, the anchor tokens the loss can use (the pair's longer response: the triplet
+        distance sums over positions valid in both sequences); without a cache, sampling stops there.
+        """
         a = self.args
         step = self.state.global_step
         keys = [tuple(p) for p in prompts]
@@ -316,12 +353,15 @@ class TIDPOTrainer(DPOTrainer):
                 return True
             return a.anchor_reuse_steps > 0 and step - self._anchor_cache[k][0] >= a.anchor_reuse_steps
 
-        need = sorted({i for i, k in enumerate(keys) if stale(k)})
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}  # each distinct prompt's first row
+        need = sorted({first[k] for k in keys if stale(k)})
         fresh: dict[int, list[int]] = {}
         if need:
             budget = a.anchor_max_new_tokens
             if a.max_length is not None:
                 budget = min(budget, a.max_length - max(len(prompts[i]) for i in need))
+            if needed is not None and a.anchor_reuse_steps == 1:  # not cached: later tokens are never scored
+                budget = min(budget, max(max(needed[j] for j, k in enumerate(keys) if k == keys[i]) for i in need))
             with self._generation_model(model) as gen_model:
                 if self._anchor_generator is None:
                     self._anchor_generator = make_anchor_generator(gen_model, self.processing_class, "hf")
@@ -332,8 +372,8 @@ class TIDPOTrainer(DPOTrainer):
                     a.anchor_temperature, a.anchor_top_k, a.anchor_top_p, self.processing_class.eos_token_id, seeds)
             fresh = dict(zip(need, out, strict=True))
         result = []
-        for i, k in enumerate(keys):
-            ids = fresh.get(i)
+        for k in keys:
+            ids = fresh.get(first[k])
             if ids is None:
                 ids = self._anchor_cache[k][1]
             elif a.anchor_reuse_steps != 1:
@@ -384,7 +424,8 @@ class TIDPOTrainer(DPOTrainer):
         anchor_lens = None
         if triplet:  # [chosen; rejected; anchor] in one batch, right-padded
             prompts = prompt_token_lists(input_ids[:B], attention_mask[:B], completion_mask[:B])
-            anchors = self._anchors(model, prompts)
+            longer = torch.maximum(completion_mask[:B].sum(dim=1), completion_mask[B:].sum(dim=1)).tolist()  # (B,)
+            anchors = trim_anchors(self._anchors(model, prompts, longer), longer)
             ids, mask, comp = _append_rows(input_ids, attention_mask, completion_mask, prompts, anchors,
                                            self.processing_class.pad_token_id)
             anchor_lens = torch.tensor([len(x) for x in anchors], dtype=torch.float32, device=ids.device)
@@ -393,6 +434,10 @@ class TIDPOTrainer(DPOTrainer):
         kl_on = a.alpha_kl > 0
         gradient = a.token_weighting == "importance" and a.importance == "gradient"
         fused = gradient and self.attribution_mode == "fused"
+
+        layout = None
+        if self.batch_layout == "shared_prompt":  # one packed row per pair, the prompt once (ti_dpo.packing)
+            layout = pack_shared_prompt(ids, mask, comp, B, self.processing_class.pad_token_id or 0)
 
         importance = None
         if gradient and not fused:  # the release's separate eval-mode pass (dropout off, no checkpointing)
@@ -406,13 +451,13 @@ class TIDPOTrainer(DPOTrainer):
             if triplet:
                 ref_logps[n2:] = self._ref_forward(ids[n2:], mask[n2:], TIHeadRequest(labels=labels[n2:])).log_probs
         elif kl_on:
-            ref_hidden = self._ref_forward(ids, mask, TIHeadRequest(return_hidden=True)).hidden
+            ref_hidden = self._ref_forward(ids, mask, TIHeadRequest(return_hidden=True, layout=layout)).hidden
         else:
-            ref_logps = self._ref_forward(ids, mask, TIHeadRequest(labels=labels)).log_probs
+            ref_logps = self._ref_forward(ids, mask, TIHeadRequest(labels=labels, layout=layout)).log_probs
 
         out = model(input_ids=ids, attention_mask=mask, ti_head=TIHeadRequest(
             labels=labels, attribution_rows=n2 if fused else 0, ref_hidden=ref_hidden,
-            ref_head=self._ref_head() if kl_on else None))
+            ref_head=self._ref_head() if kl_on else None, kl_rows=n2, layout=layout))
         logps = out.log_probs  # (R, T-1)
         if kl_on:
             ref_logps = out.ref_log_probs
