@@ -84,7 +84,13 @@ def test_shared_prompt_layout_and_trimmed_anchors_equal_the_previous_padded_layo
     assert tr.batch_layout == "shared_prompt"
     batch = tr.data_collator([tr.train_dataset[i] for i in range(4)])
     tr.model.train()
+    packed = []
+    real_pack = trainer_mod.pack_shared_prompt
+    monkeypatch.setattr(trainer_mod, "pack_shared_prompt", lambda *a, **k: packed.append(real_pack(*a, **k)) or packed[-1])
     new_loss, new_grads = _loss_and_grads(tr, batch)
+    rows = 12 if "gamma" not in kw else 8
+    assert len(packed) == 1 and packed[0].src.shape[0] == rows and packed[0].input_ids.shape[0] == 4  # 4 pairs packed
+    assert tr.padded_fallbacks == 0
     new_len = tr._metrics["train"]["anchor/length"][-1] if "gamma" not in kw else 0
     # the previous implementation: one padded row each, anchors sampled to the cap (24 > the 8-token responses)
     # and scored in full
@@ -134,6 +140,11 @@ def test_shared_prompt_is_refused_where_it_cannot_be_exact(tmp_path):
     with pytest.raises(ValueError, match="flash_attention_2"):
         _trainer(tmp_path, model=model, batch_layout="shared_prompt")
     assert _trainer(tmp_path, batch_layout="padded").batch_layout == "padded"
+    # a batch whose chosen and rejected rows have different prompt tokens is scored padded, and counted
+    tr = _trainer(tmp_path, gamma=0.0)
+    batch = tr.data_collator([tr.train_dataset[i] for i in range(4)])
+    batch["input_ids"][4, 0] = (batch["input_ids"][0, 0] + 1) % 300
+    assert torch.isfinite(tr.compute_loss(tr.model, batch)) and tr.padded_fallbacks == 1
 
 
 @pytest.mark.parametrize("chunk", [1 << 24, 5 * 384])  # one block; 5-token chunks straddling the kl_rows boundary

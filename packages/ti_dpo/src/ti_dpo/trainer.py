@@ -210,6 +210,7 @@ class TIDPOTrainer(DPOTrainer):
             self.attribution_mode = "fused" if fused_ok else "separate"
         #: the layout of the loss forwards actually used ("shared_prompt" or "padded"), resolved once here
         self.batch_layout = self._resolve_layout(base)
+        self.padded_fallbacks = 0  # batches that could not be packed (rows of a pair with different prompts)
         self._anchor_cache: dict[tuple[int, ...], tuple[int, list[int]]] = {}
         self._anchor_generator = None
         if a.gamma > 0 and a.anchor_backend != "hf":  # a missing vLLM is a one-line error before training
@@ -438,6 +439,11 @@ class TIDPOTrainer(DPOTrainer):
         layout = None
         if self.batch_layout == "shared_prompt":  # one packed row per pair, the prompt once (ti_dpo.packing)
             layout = pack_shared_prompt(ids, mask, comp, B, self.processing_class.pad_token_id or 0)
+            if layout is None:
+                self.padded_fallbacks += 1  # same loss, only slower: counted and warned once
+                if self.padded_fallbacks == 1:
+                    logger.warning("a batch whose chosen/rejected rows do not share their prompt tokens was scored "
+                                   "in the padded layout (counted in trainer.padded_fallbacks)")
 
         importance = None
         if gradient and not fused:  # the release's separate eval-mode pass (dropout off, no checkpointing)
