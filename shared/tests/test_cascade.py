@@ -7,17 +7,7 @@ import pytest
 import torch
 from rlcore.cascade import CascadeState, SharedLevel, attend, cascade_attention_forward, supports_cascade
 from rlcore.rollout import HFGenerator, SamplingParams
-from rlcore.testing import tiny_causal_lm, tiny_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def model(tok):
-    return tiny_causal_lm(tok)
+from rlcore.testing import tiny_causal_lm
 
 
 def test_attend_hand_computed():

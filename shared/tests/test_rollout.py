@@ -9,17 +9,7 @@ from rlcore.rollout import (
     score_continuations,
     selective_log_softmax,
 )
-from rlcore.testing import TableLM, tiny_causal_lm, tiny_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def model(tok):
-    return tiny_causal_lm(tok)
+from rlcore.testing import TableLM, tiny_causal_lm
 
 
 def _full_forward_logprobs(model, prompt_ids, cont_ids, temperature=1.0, top_k=0, top_p=1.0):

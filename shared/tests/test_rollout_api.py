@@ -21,19 +21,7 @@ from rlcore.testing import (
     ScriptedGenerator,
     TableLM,
     recording_generators,
-    tiny_causal_lm,
-    tiny_tokenizer,
 )
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def model(tok):
-    return tiny_causal_lm(tok)
 
 
 def full_logprobs(model, prompt_ids, cont_ids, temperature=1.0, top_k=0, top_p=1.0, bad=None, **kw):

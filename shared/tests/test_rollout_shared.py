@@ -5,17 +5,7 @@ for score_continuations (pairs grouped by identical prompt ids)."""
 import pytest
 import torch
 from rlcore.rollout import HFGenerator, SamplingParams, score_continuations
-from rlcore.testing import tiny_causal_lm, tiny_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def model(tok):
-    return tiny_causal_lm(tok)
+from rlcore.testing import tiny_causal_lm
 
 
 class CountingLM(torch.nn.Module):

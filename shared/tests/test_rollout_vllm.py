@@ -9,17 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from rlcore.rollout import HFGenerator, SamplingParams, VLLMGenerator, make_generator, process_logits
-from rlcore.testing import recording_generators, save_tiny_causal_lm, tiny_causal_lm, tiny_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def model(tok):
-    return tiny_causal_lm(tok)
+from rlcore.testing import recording_generators, save_tiny_causal_lm, tiny_causal_lm
 
 
 def full_logprobs(model, prompt_ids, cont_ids, temperature=1.0, top_k=0, top_p=1.0, bad=None):
