@@ -76,7 +76,7 @@ _WORKER = textwrap.dedent("""
     import torch.distributed as dist
     from accelerate import Accelerator
     from rlcore.checkpoint import load_checkpoint, save_checkpoint
-    from rlcore.training import is_main_process, main_print, process_index, world_size
+    from rlcore.training import end_distributed, is_main_process, main_print, process_index, world_size
 
     acc = Accelerator()
     out = sys.argv[1]
@@ -91,6 +91,7 @@ _WORKER = textwrap.dedent("""
                       "backend": dist.get_backend(), "acc": [acc.process_index, acc.num_processes],
                       "type": str(acc.distributed_type), "rng_ok": want == got, "main": is_main_process()}))
     main_print("SUMMARY from the main process")
+    end_distributed(exit_process=True)
 """)
 
 

@@ -301,7 +301,7 @@ def config_command(app: Any, name: str, cls: type, **command_kw: Any) -> Callabl
                 result = fn(cfg)
                 from .training import end_distributed
 
-                end_distributed()  # every rank leaves together (see end_distributed)
+                end_distributed(exit_process=True)  # under a launch: every rank leaves together, now
                 return result
             except (ValueError, FileNotFoundError) as e:
                 fail(str(e))

@@ -75,13 +75,18 @@ def main_print(*args: Any, **kwargs: Any) -> None:
         print(*args, **kwargs)
 
 
-def end_distributed() -> None:
-    """Wait for every rank, then tear the default process group down; a no-op when none is up.
+def end_distributed(exit_process: bool = False) -> None:
+    """Wait for every rank, tear the default process group down and, with ``exit_process``, end the process now.
 
-    Called by every ``config_command`` verb when it returns. Without it the rank that finishes first (the ones
-    that do not write results) exits while its peers still hold gloo connections, and gloo's I/O thread can abort
-    that process at interpreter shutdown ("terminate called without an active exception", exit -6): about one
-    2-process CPU launch in seven on a 2-core machine before this barrier was added.
+    A no-op when no process group is up (a single-process run). Every ``config_command`` verb calls it with
+    ``exit_process=True`` when it returns; call it last in a multi-process script of your own.
+
+    Why: under a CPU (gloo) launch with torch 2.11, a rank that reached interpreter shutdown while its peers still
+    held the group was aborted ("terminate called without an active exception", exit -6) in 9 of 30 two-process
+    launches on a 2-core machine, the rank that writes nothing (it finishes first) nearly always. The barrier and
+    ``destroy_process_group`` brought that to 0 of 30, but CI under full load still saw it; the abort comes from
+    C++ teardown at interpreter exit, so with ``exit_process`` the process runs its ``atexit`` handlers, flushes
+    stdout/stderr and leaves through ``os._exit(0)``, skipping that teardown (the verb's files are closed by then).
     """
     d = _dist()
     if d is None:
@@ -90,6 +95,16 @@ def end_distributed() -> None:
         d.barrier()
     finally:
         d.destroy_process_group()
+    if exit_process:
+        import atexit
+
+        atexit._run_exitfuncs()  # what a normal exit runs (logging.shutdown, user handlers), in the same order
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed or broken pipe: nothing left to deliver
+                pass
+        os._exit(0)
 
 
 def _uses_deepspeed() -> bool:
