@@ -15,13 +15,17 @@ A second table times shared prefill (E10): ``--prefill-n`` samples of one ``--pr
 once and expanded vs prefilled once per sample (``HFGenerator(share_prefill=False)``); then ``--prefill-n / 2``
 distinct prompts (a common head + 16-token tails) x 2 samples, head prefilled once vs not; then
 ``--cascade-new-tokens`` tokens for each of the ``--prefill-n`` samples, decoded with cascade attention (the
-prompt KV read once per step) vs the KV copied to every row. ``--json PATH`` writes
-every figure.
+prompt KV read once per step) vs the KV copied to every row.
+
+A third table times the decode-step mask: ragged prompts (``--prompt-len`` / 2 to ``--prompt-len`` tokens, so
+left padding) decoded with the 4D mask built once per batch (the default) vs the 2D padding mask that
+transformers turns into a 4D mask in every step (the previous path). ``--json PATH`` writes every figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 import time
@@ -154,6 +158,39 @@ def bench_shared_prefill(model, args, device) -> dict:
     return out
 
 
+def bench_decode_mask(model, args, device, repeats: int = 5) -> list[dict]:
+    """Decode steps/s with the once-built 4D mask vs the per-step 2D mask, ragged prompts, median of ``repeats``."""
+    import statistics
+    from unittest import mock
+
+    import rlcore.rollout as ro
+
+    gen = HFGenerator(model, cache_implementation="dynamic", compile=False)
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for bs in args.batch_sizes:
+        lens = torch.randint(max(1, args.prompt_len // 2), args.prompt_len + 1, (bs,), generator=g).tolist()
+        ids = [torch.randint(1, model.config.vocab_size, (n,), generator=g).tolist() for n in lens]
+        p = SamplingParams(max_new_tokens=args.new_tokens, stop_token_ids=[], seed=0)
+
+        def run(two_d: bool, ids=ids, p=p) -> float:
+            plain = mock.patch.object(ro, "_decode_attention_mask", lambda m, x: None)
+            with plain if two_d else contextlib.nullcontext():
+                sync(device)
+                t = time.perf_counter()
+                gen.generate(prompt_ids=ids, params=p)
+                sync(device)
+                return args.new_tokens / (time.perf_counter() - t)
+
+        run(False), run(True)  # warm
+        four, two = [], []
+        for _ in range(repeats):  # alternate, so drift hits both alike
+            four.append(run(False))
+            two.append(run(True))
+        rows.append(dict(batch=bs, mask4d_steps_s=statistics.median(four), mask2d_steps_s=statistics.median(two)))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", choices=sorted(SHAPES), default="small")
@@ -171,6 +208,7 @@ def main():
     ap.add_argument("--cascade-new-tokens", type=int, default=64,
                     help="shared-prefill table: tokens per sample for cascade vs copied-KV decoding")
     ap.add_argument("--skip-decode", action="store_true", help="skip the decode table")
+    ap.add_argument("--skip-mask", action="store_true", help="skip the decode-mask table")
     ap.add_argument("--json", default="", help="also write every figure to this file")
     args = ap.parse_args()
     if args.threads:
@@ -223,6 +261,14 @@ def main():
         print(f"decoding: n={args.prefill_n} samples x {args.cascade_new_tokens} tokens over the shared "
               f"{args.prefill_len}-token prompt: cascade {sp['decode_cascade_s']:.2f}s, KV copied to every row "
               f"{sp['decode_expand_s']:.2f}s, ratio {sp['cascade_speedup']:.2f}x")
+    if not args.skip_mask and args.backend == "hf":
+        report["decode_mask"] = bench_decode_mask(model, args, device)
+        print(f"decode mask: ragged prompts of {max(1, args.prompt_len // 2)}-{args.prompt_len} tokens, "
+              f"{args.new_tokens} new tokens, dynamic cache, no compile")
+        print(f"{'batch':>5} {'4D mask steps/s':>16} {'2D mask steps/s':>16} {'ratio':>7}")
+        for r in report["decode_mask"]:
+            print(f"{r['batch']:>5} {r['mask4d_steps_s']:>16.1f} {r['mask2d_steps_s']:>16.1f} "
+                  f"{r['mask4d_steps_s'] / r['mask2d_steps_s']:>6.2f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

@@ -30,8 +30,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["ATTN_NAME", "SharedLevel", "CascadeState", "attend", "cascade_attention_forward", "supports_cascade",
-           "cascade_attention"]
+__all__ = ["ATTN_NAME", "SharedLevel", "CascadeState", "attend", "cascade_attention_forward", "full_attention_decoder",
+           "supports_cascade", "cascade_attention"]
 
 ATTN_NAME = "rlcore_cascade"
 # decoder-only families whose attention is plain scaled dot-product over the cache (no softcapping, sinks or
@@ -156,8 +156,11 @@ def _register() -> None:
         AttentionInterface.register(ATTN_NAME, cascade_attention_forward)
 
 
-def supports_cascade(model: Any) -> bool:
-    """True for an HF decoder of a supported family with full attention in every layer."""
+def full_attention_decoder(model: Any) -> bool:
+    """True for an HF decoder of a supported family (llama, qwen2, qwen3, mistral) with full attention everywhere.
+
+    One ``(B, 1, q, kv)`` attention mask is then valid for all of its layers.
+    """
     cfg = getattr(model, "config", None)
     if cfg is None or getattr(cfg, "model_type", None) not in SUPPORTED_MODEL_TYPES:
         return False
@@ -166,7 +169,12 @@ def supports_cascade(model: Any) -> bool:
     if getattr(cfg, "use_sliding_window", False) and getattr(cfg, "sliding_window", None):
         return False
     layer_types = getattr(cfg, "layer_types", None) or []
-    if not all(t == "full_attention" for t in layer_types):
+    return all(t == "full_attention" for t in layer_types)
+
+
+def supports_cascade(model: Any) -> bool:
+    """True for an HF decoder of a supported family with full attention in every layer."""
+    if not full_attention_decoder(model):
         return False
     try:  # the levels travel through forward(**kwargs) down to the attention function
         params = inspect.signature(type(model).forward).parameters.values()
