@@ -218,3 +218,18 @@ def test_decode_with_4d_mask_equals_2d_mask(tok, attn):
         raw, samp = _full_forward_logprobs(model, tok(prompt).input_ids, a[0].token_ids, 0.8, 20, 0.9)
         torch.testing.assert_close(a[0].raw_logprobs, raw, atol=1e-4, rtol=0)
         torch.testing.assert_close(a[0].logprobs, samp, atol=1e-4, rtol=0)
+
+
+def test_outputs_are_normal_tensors_and_the_model_trains_after(tok):
+    """Decoding runs in inference mode; nothing it returns is an inference tensor, and the policy trains right after."""
+    model = tiny_causal_lm(tok).train()
+    out = HFGenerator(model, tok, cache_implementation="dynamic", compile=False).generate(
+        prompts=["The quick", "a"], params=SamplingParams(max_new_tokens=5, seed=0, stop_token_ids=[]))
+    c = out[0][0]
+    assert not c.logprobs.is_inference() and not c.raw_logprobs.is_inference()
+    w = torch.ones_like(c.logprobs, requires_grad=True)
+    (w * c.logprobs).sum().backward()  # an inference tensor would raise here
+    torch.testing.assert_close(w.grad, c.logprobs)
+    ids = torch.tensor([tok("The quick").input_ids + c.token_ids])
+    model(input_ids=ids, labels=ids).loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
