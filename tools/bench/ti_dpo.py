@@ -6,7 +6,9 @@ TI-DPO with the TDPO2 KL (alpha_KL 0.5, gamma 0); the paper default (alpha_KL 0.
 and the anchor rows in the same forward), with the default shared-prompt layout (one packed row per pair) and
 with TRL's padded layout (one row each); confidence weights (--importance confidence, alpha_KL 0, gamma 0).
 Time: each round runs one step (forward, backward, AdamW update) of every variant in turn, threads pinned for all;
-the first `--warmup` rounds are not timed; the median over rounds is reported. Memory (`--memory`): each variant
+the first `--warmup` rounds are not timed. "x DPO": the median step over DPO's median step; "total": the time of
+all timed steps over DPO's, on the same batches (the throughput ratio: batches differ in length, and the anchor
+sampling costs nearly the same on a short batch as on a long one). Memory (`--memory`): each variant
 in its own subprocess, the rise of peak memory during its first step over the memory held just before it (CPU:
 peak RSS, VmHWM reset through /proc/self/clear_refs; CUDA: torch.cuda.max_memory_allocated), same method for all.
 
@@ -276,20 +278,24 @@ def main() -> None:
             dt = _step(tr, batches[name][r], opts[name])
             if r >= a.warmup:
                 times[name].append(dt)
-    results = {name: {"sec_per_step": statistics.median(t), "steps": len(t)} for name, t in times.items()}
+    # "total": time to run the same batches (throughput); batches differ in length and the anchor sampling has a
+    # near-fixed cost, so a median step compares less well than the total over all of them
+    results = {name: {"sec_per_step": statistics.median(t), "steps": len(t), "times": t,
+                      "x_dpo_total": sum(t) / sum(times[BASE])}
+               for name, t in times.items()}
     del trainers, batches, opts
     mem = _memory(a) if a.memory else {}
     base = results[BASE]["sec_per_step"]
     n_params = sum(p.numel() for p in _model(tok, a.hidden, a.layers, a.shape).parameters())
     print(f"device={device} threads={torch.get_num_threads()} shape={a.shape} params={n_params / 1e6:.2f}M "
           f"data={data_name} batch={a.batch} pairs, max_length={a.max_length}, anchor tokens={a.anchor_tokens}")
-    head = f"{'variant':56s} {'s/step':>8s} {'x DPO':>7s}"
+    head = f"{'variant':56s} {'s/step':>8s} {'x DPO':>7s} {'total':>7s}"
     if mem:
         head += f" {'peak MB':>9s} {'mem x DPO':>9s}"
     print(head)
     for name, r in results.items():
         r["x_dpo"] = r["sec_per_step"] / base
-        line = f"{name:56s} {r['sec_per_step']:8.3f} {r['x_dpo']:7.2f}"
+        line = f"{name:56s} {r['sec_per_step']:8.3f} {r['x_dpo']:7.2f} {r['x_dpo_total']:7.2f}"
         if mem:
             r["peak_mb"] = mem[name]["peak_mb"]
             r["mem_x_dpo"] = mem[name]["peak_mb"] / max(mem[BASE]["peak_mb"], 1e-9)
