@@ -1,22 +1,19 @@
 import json
 
 import pytest
+from p_genrm.chain_parser import ChainSample, extract_analysis, parse_chain, try_parse_chain
 from p_genrm.evaluation_chain import (
     JSON_END,
     JSON_START,
     PART1_HEADER,
     PART2_HEADER,
     ChainParseError,
-    ChainSample,
     HistoryPair,
     ScoreRequest,
     build_messages,
     compute_final_score,
-    extract_analysis,
-    parse_chain,
     render_chain,
     render_released_chain,
-    try_parse_chain,
     unshuffle_scores,
 )
 

@@ -4,9 +4,10 @@ import json
 import time
 
 import pytest
+from p_genrm.chain_parser import ChainSample, extract_analysis, try_parse_chain
 from p_genrm.curriculum import compute_hardness
 from p_genrm.data import select_profile
-from p_genrm.evaluation_chain import ChainSample, extract_analysis, render_chain, try_parse_chain
+from p_genrm.evaluation_chain import render_chain
 from p_genrm.rewards import CriteriaCoverageJudge, compute_outcome_reward, get_process_reward
 from rlcore.testing import fuzz_total
 

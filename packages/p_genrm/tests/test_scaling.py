@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
-from p_genrm.evaluation_chain import ChainSample, HistoryPair, ScoreRequest, render_chain
+from p_genrm.chain_parser import ChainSample
+from p_genrm.evaluation_chain import HistoryPair, ScoreRequest, render_chain
 from p_genrm.prototypes import Member, PrototypeIndex
 from p_genrm.scaling import (
     PRESETS,

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from p_genrm.evaluation_chain import parse_chain
+from p_genrm.chain_parser import parse_chain
 from p_genrm.synthetic import SyntheticJudge, SyntheticWorld, VectorEmbedder, run_synthetic_study
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from rlcore.rewards import completion_text
 
-from .evaluation_chain import try_parse_chain
+from .chain_parser import try_parse_chain
 
 __all__ = ["compute_outcome_reward", "get_outcome_reward", "get_process_reward", "CriteriaCoverageJudge"]
 

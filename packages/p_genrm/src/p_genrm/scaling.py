@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .evaluation_chain import ChainSample, ScoreRequest, extract_analysis
+from .chain_parser import ChainSample, extract_analysis
+from .evaluation_chain import ScoreRequest
 from .prototypes import PrototypeIndex
 
 __all__ = ["PRESETS", "get_preset", "preset_pro_mode", "compute_individual_scores", "compute_fused_scores", "decide",
@@ -64,7 +65,7 @@ def compute_individual_scores(chains: list[ChainSample]) -> tuple[float, float, 
     Returns ``(self_1, self_2, n_used)``, or None when no chain parsed (the side is then absent, not guessed).
 
     Example:
-        >>> from p_genrm.evaluation_chain import ChainSample
+        >>> from p_genrm.chain_parser import ChainSample
         >>> ok = ChainSample("", (0, 1), scores=(6.0, 4.0)); ok.parsed = True
         >>> bad = ChainSample("", (0, 1), error="bad_json")
         >>> compute_individual_scores([ok, bad])

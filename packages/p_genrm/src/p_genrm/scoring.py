@@ -16,7 +16,8 @@ from typing import Any
 
 from rlcore.chat import fit_messages, fold_system, template_supports_system
 
-from .evaluation_chain import ChainSample, ScoreRequest, build_messages, shuffle_order
+from .chain_parser import ChainSample
+from .evaluation_chain import ScoreRequest, build_messages, shuffle_order
 
 __all__ = ["GenRMScorer", "ScoringStats", "render_prompt", "fit_messages", "fold_system_prompt", "fit_to_context",
            "template_supports_system", "load_scorer"]

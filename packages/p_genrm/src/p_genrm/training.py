@@ -16,10 +16,11 @@ from typing import Any
 
 from rlcore.io import DataError, iter_jsonl
 
+from .chain_parser import ChainSample
 from .config import TrainConfig
 from .curriculum import compute_curriculum_order, compute_hardness, label_hard_negatives
 from .data import UserData, sample_history
-from .evaluation_chain import ChainSample, HistoryPair, ScoreRequest, build_messages
+from .evaluation_chain import HistoryPair, ScoreRequest, build_messages
 from .rewards import get_outcome_reward, get_process_reward
 from .scoring import fit_messages
 
