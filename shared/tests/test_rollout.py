@@ -169,23 +169,23 @@ def test_cuda_static_cache_compiled_equals_eager_forward(tok):
 
 def test_decode_attention_mask_values(model):
     """The once-built decode mask: True / 0 where a row attends, False / dtype-min on its left padding."""
-    import rlcore.rollout as ro
+    import rlcore.hf_generator as hfg
 
     mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
-    m4 = ro._decode_attention_mask(model, mask)
+    m4 = hfg._decode_attention_mask(model, mask)
     assert m4.shape == (2, 1, 1, 4) and m4.dtype == torch.bool
     assert m4[:, 0, 0].tolist() == [[False, True, True, True], [True, True, True, True]]
     eager = tiny_causal_lm(attn_implementation="eager")
-    add = ro._decode_attention_mask(eager, mask)
+    add = hfg._decode_attention_mask(eager, mask)
     assert add.dtype == torch.float32
     assert add[0, 0, 0].tolist() == [torch.finfo(torch.float32).min, 0.0, 0.0, 0.0]
     # layers that do not all attend to the whole cache, or another attention kernel: the 2D mask stays
-    assert ro._decode_attention_mask(TableLM(vocab_size=5, max_len=8), mask) is None
+    assert hfg._decode_attention_mask(TableLM(vocab_size=5, max_len=8), mask) is None
     window = tiny_causal_lm(use_sliding_window=True, sliding_window=4, max_window_layers=0)
-    assert ro._decode_attention_mask(window, mask) is None
+    assert hfg._decode_attention_mask(window, mask) is None
     other = tiny_causal_lm()
     other.config._attn_implementation = "flash_attention_2"
-    assert ro._decode_attention_mask(other, mask) is None
+    assert hfg._decode_attention_mask(other, mask) is None
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
@@ -194,23 +194,23 @@ def test_decode_with_4d_mask_equals_2d_mask(tok, attn):
     2D mask transformers expands in every step; the log-probs also equal a full forward of each row alone."""
     from unittest import mock
 
-    import rlcore.rollout as ro
+    import rlcore.hf_generator as hfg
 
     model = tiny_causal_lm(tok, attn_implementation=attn)
     prompts = ["a", "The quick brown fox jumps", "<think>3+4=", "hello there"]
     p = SamplingParams(max_new_tokens=10, temperature=0.8, top_k=20, top_p=0.9, stop_token_ids=[])
     gen = HFGenerator(model, tok, cache_implementation="dynamic", compile=False)
     calls = []
-    real = ro._decode_attention_mask
+    real = hfg._decode_attention_mask
 
     def spy(m, x):
         calls.append(real(m, x))
         return calls[-1]
 
-    with mock.patch.object(ro, "_decode_attention_mask", spy):
+    with mock.patch.object(hfg, "_decode_attention_mask", spy):
         four = gen.generate(prompts=prompts, params=p, seeds=[1, 2, 3, 4])
     assert calls and calls[0] is not None and calls[0].dim() == 4  # the 4D path really ran
-    with mock.patch.object(ro, "_decode_attention_mask", lambda m, x: None):
+    with mock.patch.object(hfg, "_decode_attention_mask", lambda m, x: None):
         two = gen.generate(prompts=prompts, params=p, seeds=[1, 2, 3, 4])
     for a, b, prompt in zip(four, two, prompts):
         assert a[0].token_ids == b[0].token_ids

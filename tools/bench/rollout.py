@@ -163,7 +163,7 @@ def bench_decode_mask(model, args, device, repeats: int = 5) -> list[dict]:
     import statistics
     from unittest import mock
 
-    import rlcore.rollout as ro
+    import rlcore.hf_generator as hfg
 
     gen = HFGenerator(model, cache_implementation="dynamic", compile=False)
     g = torch.Generator().manual_seed(0)
@@ -174,7 +174,7 @@ def bench_decode_mask(model, args, device, repeats: int = 5) -> list[dict]:
         p = SamplingParams(max_new_tokens=args.new_tokens, stop_token_ids=[], seed=0)
 
         def run(two_d: bool, ids=ids, p=p) -> float:
-            plain = mock.patch.object(ro, "_decode_attention_mask", lambda m, x: None)
+            plain = mock.patch.object(hfg, "_decode_attention_mask", lambda m, x: None)
             with plain if two_d else contextlib.nullcontext():
                 sync(device)
                 t = time.perf_counter()
