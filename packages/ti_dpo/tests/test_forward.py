@@ -7,29 +7,6 @@ from ti_dpo.forward import TIHeadRequest, add_ti_head, chunked_label_logps_and_k
 from ti_dpo.importance import compute_gradient_attribution
 from ti_dpo.loss import compute_sequential_kl
 
-COMMON = dict(use_cpu=True, bf16=False, report_to="none", per_device_train_batch_size=4, save_strategy="no",
-              activation_checkpointing=False, max_length=64, logging_steps=1, seed=0, dataset_num_proc=None)
-
-
-def _tok():
-    from rlcore.testing import tiny_tokenizer
-
-    return tiny_tokenizer()
-
-
-def _lm(seed):
-    from rlcore.testing import tiny_causal_lm
-
-    return tiny_causal_lm(_tok(), seed=seed)
-
-
-def _trainer(tmp_path, ds=None, model=None, ref=None, **kw):
-    from ti_dpo.trainer import TIDPOConfig, TIDPOTrainer
-
-    return TIDPOTrainer(model=model or _lm(0), ref_model=ref if ref is not None else _lm(1), processing_class=_tok(),
-                        train_dataset=ds if ds is not None else load_preference_pairs("tiny").select(range(4)),
-                        args=TIDPOConfig(output_dir=str(tmp_path), **{**COMMON, "anchor_max_new_tokens": 6, **kw}))
-
 
 @pytest.mark.parametrize("chunk", [1 << 24, 7 * 384])  # one block; 7-token chunks recomputed in the backward
 def test_chunked_kl_and_logps_equal_the_plain_formula(chunk):
@@ -60,8 +37,8 @@ def test_chunked_kl_and_logps_equal_the_plain_formula(chunk):
     assert kl[0, :3].abs().sum() == 0 and (kl[mask.bool()] > 0).all()
 
 
-def test_fused_attribution_equals_the_separate_pass():
-    model = _lm(0)
+def test_fused_attribution_equals_the_separate_pass(lm):
+    model = lm(0)
     add_ti_head(model)
     ids = torch.tensor([[5, 17, 33, 9, 41, 7], [12, 3, 99, 0, 0, 0]])
     mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]])
@@ -87,10 +64,10 @@ def _count_grad_forwards(model):
     return calls
 
 
-def test_anchor_is_scored_in_the_chosen_rejected_forward(tmp_path):
+def test_anchor_is_scored_in_the_chosen_rejected_forward(tmp_path, make_trainer):
     from rlcore.testing import recording_generators
 
-    tr = _trainer(tmp_path)
+    tr = make_trainer(tmp_path)
     batch = tr.data_collator([tr.train_dataset[i] for i in range(4)])
     tr.model.train()
     calls = _count_grad_forwards(tr.model)
@@ -106,25 +83,26 @@ def test_anchor_is_scored_in_the_chosen_rejected_forward(tmp_path):
     assert log["loss/triplet"] >= 0 and 1 <= log["anchor/length"] <= 6
 
 
-def test_anchor_reuse_steps_zero_samples_each_prompt_once(tmp_path):
+def test_anchor_reuse_steps_zero_samples_each_prompt_once(tmp_path, make_trainer):
     from rlcore.testing import recording_generators
 
     ds = load_preference_pairs("tiny").select(range(4))
-    tr = _trainer(tmp_path, ds, max_steps=3, anchor_reuse_steps=0, learning_rate=1e-3)
+    tr = make_trainer(tmp_path, ds, max_steps=3, anchor_reuse_steps=0, learning_rate=1e-3)
     with recording_generators() as calls:
         tr.train()  # 3 steps over the same 4 prompts
     assert len([c for c in calls if c.kind == "generate"]) == 1
-    fresh = _trainer(tmp_path / "b", ds, max_steps=3, learning_rate=1e-3)
+    fresh = make_trainer(tmp_path / "b", ds, max_steps=3, learning_rate=1e-3)
     with recording_generators() as calls:
         fresh.train()
     assert len([c for c in calls if c.kind == "generate"]) == 3  # default: a fresh anchor at every step
 
 
-def test_reentrant_checkpointing_fails_early_for_fused_and_auto_uses_the_separate_pass(tmp_path):
+def test_reentrant_checkpointing_fails_early_for_fused_and_auto_uses_the_separate_pass(tmp_path,
+                                                                                       make_trainer):
     ckpt = dict(activation_checkpointing=True, activation_checkpointing_kwargs={"use_reentrant": True})
     with pytest.raises(ValueError, match="reentrant"):
-        _trainer(tmp_path / "a", attribution="fused", **ckpt)
-    tr = _trainer(tmp_path / "b", max_steps=1, **ckpt)
+        make_trainer(tmp_path / "a", attribution="fused", **ckpt)
+    tr = make_trainer(tmp_path / "b", max_steps=1, **ckpt)
     assert tr.attribution_mode == "separate"
     tr.train()
     log = next(h for h in tr.state.log_history if "loss/dpo" in h)
@@ -146,26 +124,26 @@ def test_vllm_backend_without_vllm_is_a_one_line_error(tmp_path):
     assert "Loading weights" not in r.output  # checked before the model is loaded
 
 
-def test_evaluation_scores_through_rlcore():
+def test_evaluation_scores_through_rlcore(tok, lm):
     from rlcore.testing import recording_generators
     from ti_dpo.evaluation import evaluate_preferences
 
     records = [dict(r) for r in load_preference_pairs("tiny", "test")]
     with recording_generators() as calls:
-        m = evaluate_preferences(_lm(0), _tok(), records, ref_model=_lm(1), batch_size=4, show_progress=True)
+        m = evaluate_preferences(lm(0), tok, records, ref_model=lm(1), batch_size=4, show_progress=True)
     assert calls and {c.kind for c in calls} == {"score"} and sum(len(c.prompt_ids) for c in calls) == 4 * 8
     assert m["n"] == 8 and 0.0 <= m["reward_accuracy"] <= 1.0
 
 
-def test_anchor_cache_is_saved_with_the_checkpoint_and_restored_on_resume(tmp_path):
+def test_anchor_cache_is_saved_with_the_checkpoint_and_restored_on_resume(tmp_path, make_trainer):
     from rlcore.testing import recording_generators
 
     ds = load_preference_pairs("tiny").select(range(4))  # batch 4: the same 4 prompts at every step
     kw = dict(anchor_reuse_steps=0, learning_rate=1e-3, save_strategy="steps", save_steps=2)
-    first = _trainer(tmp_path, ds, max_steps=2, **kw)
+    first = make_trainer(tmp_path, ds, max_steps=2, **kw)
     first.train()
     assert (tmp_path / "checkpoint-2" / "ti_dpo_state_rank0.json").is_file()
-    again = _trainer(tmp_path, ds, max_steps=3, **kw)
+    again = make_trainer(tmp_path, ds, max_steps=3, **kw)
     with recording_generators() as calls:
         again.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
     assert [h["step"] for h in again.state.log_history if "loss/dpo" in h][-1] == 3

@@ -6,29 +6,6 @@ from datasets import Dataset
 from ti_dpo.data import load_preference_pairs
 from ti_dpo.packing import pack_shared_prompt
 
-COMMON = dict(use_cpu=True, bf16=False, report_to="none", per_device_train_batch_size=4, save_strategy="no",
-              activation_checkpointing=False, max_length=64, logging_steps=1, seed=0, dataset_num_proc=None)
-
-
-def _tok():
-    from rlcore.testing import tiny_tokenizer
-
-    return tiny_tokenizer()
-
-
-def _lm(seed):
-    from rlcore.testing import tiny_causal_lm
-
-    return tiny_causal_lm(_tok(), seed=seed)
-
-
-def _trainer(tmp_path, ds=None, model=None, ref=None, **kw):
-    from ti_dpo.trainer import TIDPOConfig, TIDPOTrainer
-
-    return TIDPOTrainer(model=model or _lm(0), ref_model=ref if ref is not None else _lm(1), processing_class=_tok(),
-                        train_dataset=ds if ds is not None else load_preference_pairs("tiny").select(range(4)),
-                        args=TIDPOConfig(output_dir=str(tmp_path), **{**COMMON, "anchor_max_new_tokens": 6, **kw}))
-
 
 def test_pack_shared_prompt_hand_computed():
     # pair 0: prompt [5, 6], chosen [7], rejected [8, 9]; pair 1: prompt [4], chosen [3, 2], rejected [1]
@@ -72,15 +49,16 @@ def _loss_and_grads(tr, batch):
     dict(alpha_kl=0.0, attribution="separate", attn_implementation="eager"),  # label-only reference; eager mask
     dict(gamma=0.0, token_weighting="uniform"),  # DPO through the TI-DPO head
 ])
-def test_shared_prompt_layout_and_trimmed_anchors_equal_the_previous_padded_layout(tmp_path, kw, monkeypatch):
+def test_shared_prompt_layout_and_trimmed_anchors_equal_the_previous_padded_layout(tmp_path, kw, monkeypatch, lm,
+                                                                                   make_trainer):
     import ti_dpo.trainer as trainer_mod
 
     kw = dict(kw)
     impl = kw.pop("attn_implementation", "sdpa")
-    model, ref = _lm(0), _lm(1)  # different weights: non-zero log-ratios, KL and triplet gradients
+    model, ref = lm(0), lm(1)  # different weights: non-zero log-ratios, KL and triplet gradients
     for m in (model, ref):
         m.config._attn_implementation = impl
-    tr = _trainer(tmp_path, model=model, ref=ref, anchor_max_new_tokens=24, **kw)
+    tr = make_trainer(tmp_path, model=model, ref_model=ref, anchor_max_new_tokens=24, **kw)
     assert tr.batch_layout == "shared_prompt"
     batch = tr.data_collator([tr.train_dataset[i] for i in range(4)])
     tr.model.train()
@@ -108,12 +86,12 @@ def test_shared_prompt_layout_and_trimmed_anchors_equal_the_previous_padded_layo
         torch.testing.assert_close(new_grads[name], g, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_anchor_sampling_stops_at_the_longer_response_and_dedups_prompts(tmp_path):
+def test_anchor_sampling_stops_at_the_longer_response_and_dedups_prompts(tmp_path, make_trainer):
     from rlcore.testing import recording_generators
 
     pairs = load_preference_pairs("tiny").select(range(3)).to_list()
     rows = [pairs[0], pairs[1], pairs[0], pairs[2]]  # prompt 0 twice
-    tr = _trainer(tmp_path, ds=Dataset.from_list(rows), anchor_max_new_tokens=64)
+    tr = make_trainer(tmp_path, ds=Dataset.from_list(rows), anchor_max_new_tokens=64)
     batch = tr.data_collator([tr.train_dataset[i] for i in range(4)])
     comp = batch["completion_mask"]
     longer = torch.maximum(comp[:4].sum(dim=1), comp[4:].sum(dim=1))  # (4,) tokens of the pair's longer response
@@ -129,19 +107,19 @@ def test_anchor_sampling_stops_at_the_longer_response_and_dedups_prompts(tmp_pat
     assert anchors[0] == anchors[2]
 
 
-def test_shared_prompt_is_refused_where_it_cannot_be_exact(tmp_path):
+def test_shared_prompt_is_refused_where_it_cannot_be_exact(tmp_path, lm, make_trainer):
     with pytest.raises(ValueError, match="importance_span='sequence'"):
-        _trainer(tmp_path, batch_layout="shared_prompt", importance_span="sequence", attribution="fused")
-    tr = _trainer(tmp_path, importance_span="sequence", attribution="fused")  # auto: falls back
+        make_trainer(tmp_path, batch_layout="shared_prompt", importance_span="sequence", attribution="fused")
+    tr = make_trainer(tmp_path, importance_span="sequence", attribution="fused")  # auto: falls back
     assert tr.batch_layout == "padded"
-    assert _trainer(tmp_path, importance_span="sequence", attribution="separate").batch_layout == "shared_prompt"
-    model = _lm(0)
+    assert make_trainer(tmp_path, importance_span="sequence", attribution="separate").batch_layout == "shared_prompt"
+    model = lm(0)
     model.config._attn_implementation = "flash_attention_2"
     with pytest.raises(ValueError, match="flash_attention_2"):
-        _trainer(tmp_path, model=model, batch_layout="shared_prompt")
-    assert _trainer(tmp_path, batch_layout="padded").batch_layout == "padded"
+        make_trainer(tmp_path, model=model, batch_layout="shared_prompt")
+    assert make_trainer(tmp_path, batch_layout="padded").batch_layout == "padded"
     # a batch whose chosen and rejected rows have different prompt tokens is scored padded, and counted
-    tr = _trainer(tmp_path, gamma=0.0)
+    tr = make_trainer(tmp_path, gamma=0.0)
     batch = tr.data_collator([tr.train_dataset[i] for i in range(4)])
     batch["input_ids"][4, 0] = (batch["input_ids"][0, 0] + 1) % 300
     assert torch.isfinite(tr.compute_loss(tr.model, batch)) and tr.padded_fallbacks == 1

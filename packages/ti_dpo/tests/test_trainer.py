@@ -6,39 +6,22 @@ from datasets import Dataset
 from ti_dpo.data import load_preference_pairs
 from ti_dpo.evaluation import evaluate_preferences
 
-COMMON = dict(use_cpu=True, bf16=False, report_to="none", per_device_train_batch_size=4, save_strategy="no",
-              activation_checkpointing=False, max_length=64, logging_steps=1, seed=0, dataset_num_proc=None)
-
-
-def _tok():
-    from rlcore.testing import tiny_tokenizer
-
-    return tiny_tokenizer()
-
-
-def _lm(seed):
-    from rlcore.testing import tiny_causal_lm
-
-    return tiny_causal_lm(_tok(), seed=seed)
-
-
 # TRL 1.16's DPOTrainer reads model.is_gradient_checkpointing, deprecated in transformers 5.x (removed in v6);
 # drop this ignore once trl uses is_activation_checkpointing.
 TRL_GC_WARNING = "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"
 
 
 @pytest.mark.filterwarnings(TRL_GC_WARNING)
-def test_peer_uniform_weights_equal_trl_dpo_sigmoid(tmp_path):
+def test_peer_uniform_weights_equal_trl_dpo_sigmoid(tmp_path, tok, lm, common_args):
     from ti_dpo.trainer import TIDPOConfig, TIDPOTrainer
     from trl import DPOConfig, DPOTrainer
 
-    tok = _tok()
     ds = load_preference_pairs("tiny").select(range(4))
-    dpo = DPOTrainer(model=_lm(0), ref_model=_lm(1), args=DPOConfig(output_dir=str(tmp_path / "a"), **COMMON),
-                     train_dataset=ds, processing_class=tok)
-    ti = TIDPOTrainer(model=_lm(0), ref_model=_lm(1), processing_class=tok, train_dataset=ds,
+    dpo = DPOTrainer(model=lm(0), ref_model=lm(1), train_dataset=ds, processing_class=tok,
+                     args=DPOConfig(output_dir=str(tmp_path / "a"), **common_args))
+    ti = TIDPOTrainer(model=lm(0), ref_model=lm(1), processing_class=tok, train_dataset=ds,
                       args=TIDPOConfig(output_dir=str(tmp_path / "b"), token_weighting="uniform", alpha_kl=0.0,
-                                       gamma=0.0, **COMMON))
+                                       gamma=0.0, **common_args))
     batch = dpo.data_collator([dpo.train_dataset[i] for i in range(4)])
     losses, grads = [], []
     for tr in (dpo, ti):
@@ -54,68 +37,55 @@ def test_peer_uniform_weights_equal_trl_dpo_sigmoid(tmp_path):
         torch.testing.assert_close(grads[1][n], grads[0][n], atol=1e-5, rtol=1e-5)
 
 
-def _trainer(tmp_path, ds=None, **kw):
-    from ti_dpo.trainer import TIDPOConfig, TIDPOTrainer
-
-    args = {**COMMON, "anchor_max_new_tokens": 6, **kw}
-    ref = kw.pop("ref_model", None)
-    args.pop("ref_model", None)
-    model = args.pop("model", None) or _lm(0)
-    return TIDPOTrainer(model=model, ref_model=ref, processing_class=_tok(),
-                        train_dataset=ds if ds is not None else load_preference_pairs("tiny"),
-                        args=TIDPOConfig(output_dir=str(tmp_path), **args))
-
-
-def test_precomputed_reference_matches_live_reference(tmp_path):
+def test_precomputed_reference_matches_live_reference(tmp_path, make_trainer):
     ds = load_preference_pairs("tiny").select(range(4))
-    live = _trainer(tmp_path / "a", ds, ref_model=_lm(1), alpha_kl=0.0, gamma=0.0)
-    pre = _trainer(tmp_path / "b", ds, ref_model=_lm(1), alpha_kl=0.0, gamma=0.0, precompute_ref_log_probs=True)
+    live = make_trainer(tmp_path / "a", ds, alpha_kl=0.0, gamma=0.0)
+    pre = make_trainer(tmp_path / "b", ds, alpha_kl=0.0, gamma=0.0, precompute_ref_log_probs=True)
     assert pre.train_dataset[0]["ref_chosen_logps"].__len__() == 64  # per token, padded to max_length
     b_live = live.data_collator([live.train_dataset[i] for i in range(4)])
     b_pre = pre.data_collator([pre.train_dataset[i] for i in range(4)])
     torch.testing.assert_close(pre.compute_loss(pre.model, b_pre), live.compute_loss(live.model, b_live))
 
 
-def test_config_validation():
+def test_config_validation(common_args):
     from ti_dpo.trainer import TIDPOConfig
 
     for kw, field in [(dict(ti_lambda=1.2), "ti_lambda"), (dict(weight_normalization="x"), "weight_normalization"),
                       (dict(gamma=-1.0), "gamma"), (dict(loss_type=["hinge"]), "loss_type"),
                       (dict(precompute_ref_log_probs=True), "alpha_kl")]:
         with pytest.raises(ValueError, match=field):
-            TIDPOConfig(output_dir="unused", **{**COMMON, **kw})
+            TIDPOConfig(output_dir="unused", **{**common_args, **kw})
     with pytest.raises(ValueError, match="preset"):
         TIDPOConfig.from_preset("nope")
-    rel = TIDPOConfig.from_preset("release", output_dir="unused", **{**COMMON, "max_length": 256})
+    rel = TIDPOConfig.from_preset("release", output_dir="unused", **{**common_args, "max_length": 256})
     assert (rel.beta, rel.ti_lambda, rel.prior_sigma_div, rel.gamma) == (0.2, 0.2, 8.0, 0.001)
 
 
-def test_bad_pairs_are_dropped_and_counted(tmp_path):
+def test_bad_pairs_are_dropped_and_counted(tmp_path, make_trainer):
     from pathlib import Path
 
     ds = load_preference_pairs(str(Path(__file__).parent / "fixtures" / "bad_pairs.jsonl"))
     long = {"prompt": "word " * 200, "chosen": " a.", "rejected": " b."}
     ds = Dataset.from_list(list(ds) + [long])
-    tr = _trainer(tmp_path, ds, ref_model=_lm(1), gamma=0.0)
+    tr = make_trainer(tmp_path, ds, gamma=0.0)
     assert tr.data_report["train"] == {"empty_chosen": 1, "empty_rejected": 1, "identical": 1,
                                        "prompt_too_long": 1, "kept": 2}
     with pytest.raises(ValueError, match="no usable preference pair"):
-        _trainer(tmp_path, Dataset.from_list([{"prompt": "q", "chosen": " x", "rejected": " x"}]),
-                 ref_model=_lm(1), gamma=0.0)
+        make_trainer(tmp_path, Dataset.from_list([{"prompt": "q", "chosen": " x", "rejected": " x"}]), gamma=0.0)
 
 
-def test_triplet_needs_a_reference(tmp_path):
+def test_triplet_needs_a_reference(tmp_path, make_trainer):
     with pytest.raises(ValueError, match="gamma"):
-        _trainer(tmp_path, load_preference_pairs("tiny").select(range(4)), alpha_kl=0.0,
-                 precompute_ref_log_probs=True)
+        make_trainer(tmp_path, ref_model=None, alpha_kl=0.0, precompute_ref_log_probs=True)
 
 
-def test_training_raises_preference_accuracy_and_logs_terms(tmp_path):
+def test_training_raises_preference_accuracy_and_logs_terms(tmp_path, tok, lm, make_trainer):
     records = [dict(r) for r in load_preference_pairs("tiny")]
-    tok, ref = _tok(), _lm(0)
-    model = _lm(0)
+    ref = lm(0)
+    model = lm(0)
     before = evaluate_preferences(model, tok, records, ref_model=ref)
-    tr = _trainer(tmp_path, model=model, ref_model=copy.deepcopy(ref), max_steps=6, learning_rate=5e-3)
+    tr = make_trainer(tmp_path, load_preference_pairs("tiny"), model=model, ref_model=copy.deepcopy(ref),
+                      max_steps=6, learning_rate=5e-3)
     tr.train()
     after = evaluate_preferences(model, tok, records, ref_model=ref)
     assert after["reward_accuracy"] > before["reward_accuracy"] and after["reward_accuracy"] >= 0.7
@@ -130,14 +100,14 @@ def test_training_raises_preference_accuracy_and_logs_terms(tmp_path):
     assert "eval_loss/dpo" in ev and "eval_rewards/accuracies" in ev
 
 
-def test_peft_lora_implicit_reference(tmp_path):
+def test_peft_lora_implicit_reference(tmp_path, tok, lm, common_args):
     from peft import LoraConfig
     from ti_dpo.trainer import TIDPOConfig, TIDPOTrainer
 
-    tr = TIDPOTrainer(model=_lm(0), processing_class=_tok(), train_dataset=load_preference_pairs("tiny"),
+    tr = TIDPOTrainer(model=lm(0), processing_class=tok, train_dataset=load_preference_pairs("tiny"),
                       peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
                       args=TIDPOConfig(output_dir=str(tmp_path), max_steps=2, learning_rate=1e-2,
-                                       anchor_max_new_tokens=4, **COMMON))
+                                       anchor_max_new_tokens=4, **common_args))
     assert tr.ref_model is None
     lora = {n: p.detach().clone() for n, p in tr.model.named_parameters() if "lora_B" in n}
     tr.train()
@@ -149,9 +119,9 @@ def test_peft_lora_implicit_reference(tmp_path):
 
 
 @pytest.mark.parametrize("reentrant", [False, True])
-def test_activation_checkpointing_keeps_attribution_working(tmp_path, reentrant):
-    tr = _trainer(tmp_path, load_preference_pairs("tiny").select(range(4)), ref_model=_lm(1), max_steps=1,
-                  activation_checkpointing=True, activation_checkpointing_kwargs={"use_reentrant": reentrant})
+def test_activation_checkpointing_keeps_attribution_working(tmp_path, reentrant, make_trainer):
+    tr = make_trainer(tmp_path, max_steps=1, activation_checkpointing=True,
+                      activation_checkpointing_kwargs={"use_reentrant": reentrant})
     tr.train()
     log = next(h for h in tr.state.log_history if "loss/dpo" in h)
     assert log["weights/max"] > 1.0 and log["weights/zero_importance_rows"] == 0.0
@@ -166,40 +136,39 @@ def _chat_pairs():
     ])
 
 
-def test_conversational_pairs_train_and_evaluate(tmp_path):
+def test_conversational_pairs_train_and_evaluate(tmp_path, tok, lm, make_trainer):
     ds = _chat_pairs()
-    tr = _trainer(tmp_path, ds, ref_model=_lm(1), max_steps=1, anchor_max_new_tokens=4)
+    tr = make_trainer(tmp_path, ds, max_steps=1, anchor_max_new_tokens=4)
     tr.train()
     assert any("loss/triplet" in h for h in tr.state.log_history)
     from ti_dpo.evaluation import tokenize_pair
 
-    p, c, r = tokenize_pair(_tok(), ds[0])
-    assert _tok().decode(p).endswith("<|im_start|>assistant\n") and "The answer is 3." in _tok().decode(c)
+    p, c, r = tokenize_pair(tok, ds[0])
+    assert tok.decode(p).endswith("<|im_start|>assistant\n") and "The answer is 3." in tok.decode(c)
     assert c != r
-    m = evaluate_preferences(tr.model, _tok(), list(ds), ref_model=_lm(1))
+    m = evaluate_preferences(tr.model, tok, list(ds), ref_model=lm(1))
     assert m["n"] == 4 and 0.0 <= m["reward_accuracy"] <= 1.0
 
 
 @pytest.mark.filterwarnings(TRL_GC_WARNING)
-def test_confidence_at_uniform_confidence_equals_trl_dpo_sigmoid(tmp_path):
+def test_confidence_at_uniform_confidence_equals_trl_dpo_sigmoid(tmp_path, tok, lm, common_args):
     """--importance confidence with λ=1: a policy whose every token has probability 1/V selects every token
     (ConfPO's p <= mean rule), so the weights are exactly 1 and loss and gradients are DPO's."""
     from ti_dpo.trainer import TIDPOConfig, TIDPOTrainer
     from trl import DPOConfig, DPOTrainer
 
     def flat_policy():
-        m = _lm(0)
+        m = lm(0)
         with torch.no_grad():
             m.get_output_embeddings().weight.zero_()  # logits 0 everywhere: uniform confidence
         return m
 
-    tok = _tok()
     ds = load_preference_pairs("tiny").select(range(4))
-    dpo = DPOTrainer(model=flat_policy(), ref_model=_lm(1), args=DPOConfig(output_dir=str(tmp_path / "a"), **COMMON),
-                     train_dataset=ds, processing_class=tok)
-    ti = TIDPOTrainer(model=flat_policy(), ref_model=_lm(1), processing_class=tok, train_dataset=ds,
+    dpo = DPOTrainer(model=flat_policy(), ref_model=lm(1), train_dataset=ds, processing_class=tok,
+                     args=DPOConfig(output_dir=str(tmp_path / "a"), **common_args))
+    ti = TIDPOTrainer(model=flat_policy(), ref_model=lm(1), processing_class=tok, train_dataset=ds,
                       args=TIDPOConfig(output_dir=str(tmp_path / "b"), importance="confidence", ti_lambda=1.0,
-                                       alpha_kl=0.0, gamma=0.0, **COMMON))
+                                       alpha_kl=0.0, gamma=0.0, **common_args))
     batch = dpo.data_collator([dpo.train_dataset[i] for i in range(4)])
     losses, grads = [], []
     for tr in (dpo, ti):
@@ -217,17 +186,16 @@ def test_confidence_at_uniform_confidence_equals_trl_dpo_sigmoid(tmp_path):
     assert ti._metrics["train"]["weights/max"][-1] == pytest.approx(1.0, abs=1e-6)
 
 
-def test_confidence_and_random_sources_train_and_differ_from_uniform(tmp_path):
+def test_confidence_and_random_sources_train_and_differ_from_uniform(tmp_path, make_trainer):
     ds = load_preference_pairs("tiny").select(range(4))
     for source in ("confidence", "random"):
-        tr = _trainer(tmp_path / source, ds, ref_model=_lm(1), importance=source, max_steps=1, gamma=0.0,
-                      learning_rate=1e-3)
+        tr = make_trainer(tmp_path / source, ds, importance=source, max_steps=1, gamma=0.0, learning_rate=1e-3)
         tr.train()
         log = next(h for h in tr.state.log_history if "loss/dpo" in h)
         assert log["weights/chosen_mean"] == pytest.approx(1.0) and log["weights/max"] > 1.05, source
 
 
-def test_importance_view_shows_the_weights_the_trainer_uses(tmp_path):
+def test_importance_view_shows_the_weights_the_trainer_uses(tmp_path, common_args):
     """`ti-dpo importance` tokenises like training (EOS appended) and weights like the trainer."""
     from rlcore.builtins import load_model_and_tokenizer
     from ti_dpo.visualize import token_importance
@@ -241,8 +209,8 @@ def test_importance_view_shows_the_weights_the_trainer_uses(tmp_path):
 
         tr = TIDPOTrainer(model=model, ref_model=copy.deepcopy(model), processing_class=tok,
                           train_dataset=Dataset.from_list([rec]),
-                          args=TIDPOConfig(output_dir=str(tmp_path), **{**COMMON, "per_device_train_batch_size": 1,
-                                                                        "gamma": 0.0, **kw}))
+                          args=TIDPOConfig(output_dir=str(tmp_path),
+                                           **{**common_args, "per_device_train_batch_size": 1, "gamma": 0.0, **kw}))
         batch = tr.data_collator([tr.train_dataset[0]])
         trainer_w = tr.token_weights(tr.model, batch)[0]  # the chosen row
         view = token_importance(model, tok, rec["prompt"], rec["chosen"], **{
