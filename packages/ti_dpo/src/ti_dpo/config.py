@@ -1,6 +1,6 @@
 """CLI configs (one dataclass per command; the flags are exactly these fields).
 
-The trainer itself is configured by :class:`ti_dpo.trainer.TIDPOConfig` (a ``trl.DPOConfig``); ``TrainConfig``
+The trainer itself is configured by :class:`ti_dpo.tidpo_config.TIDPOConfig` (a ``trl.DPOConfig``); ``TrainConfig``
 exposes its TI-DPO knobs plus the usual training ones. TI-DPO fields left at ``None`` come from the ``preset``.
 """
 
