@@ -233,3 +233,16 @@ def test_outputs_are_normal_tensors_and_the_model_trains_after(tok):
     ids = torch.tensor([tok("The quick").input_ids + c.token_ids])
     model(input_ids=ids, labels=ids).loss.backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_decode_context_is_inference_mode_except_for_zero3_parameters(tok):
+    from rlcore.rollout import decode_context
+
+    model = tiny_causal_lm(tok)
+    with decode_context(model):
+        assert torch.is_inference_mode_enabled()
+    next(model.parameters()).ds_id = 0  # how DeepSpeed ZeRO-3 marks a partitioned parameter
+    with decode_context(model):
+        assert not torch.is_inference_mode_enabled() and not torch.is_grad_enabled()
+    with decode_context(TableLM(vocab_size=5, max_len=8)):  # an LM without parameters
+        assert torch.is_inference_mode_enabled()

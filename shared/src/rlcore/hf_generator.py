@@ -25,6 +25,7 @@ from .sampling import (
     _record,
     _row_uniforms,
     _shared_prefix_len,
+    decode_context,
     encode_prompts,
     model_device,
     process_logits,
@@ -299,9 +300,9 @@ class HFGenerator:
 
     def _decode_batch(self, seqs: list[list[int]], params: SamplingParams, generator, *, owners=None, mm=None,
                       uniforms=None) -> list[Completion]:
-        # inference mode: no autograd bookkeeping at all (about 10% of a small model's decode step on CPU); its
-        # tensors never leave it: the log-probs are copied out, the ids leave as lists
-        with torch.inference_mode():
+        # inference mode (see decode_context): its tensors never leave it; the log-probs are copied out, the ids
+        # leave as lists
+        with decode_context(self.model):
             tokens, lps, raw, ends = self._decode_tensors(seqs, params, generator, owners, mm, uniforms)
         lps, raw = lps.cpu().clone(), raw.cpu().clone()  # normal tensors (usable in autograd by callers)
         return [self._finish(tokens[b][:n], lps[b, :n], raw[b, :n], reason, params)

@@ -191,6 +191,21 @@ def model_device(model: Any) -> torch.device:
         return torch.device("cpu")
 
 
+def decode_context(model: Any) -> contextlib.AbstractContextManager:
+    """The autograd mode of a sampling loop: inference mode, or ``no_grad`` for ZeRO-3 partitioned parameters.
+
+    Inference mode skips all autograd bookkeeping (about 10% of a small model's decode step on CPU). Its tensors
+    cannot be saved for backward later, so nothing it creates may leave the loop (copy results out). ZeRO-3 gathers a
+    partitioned parameter inside the forward when it was not gathered beforehand; doing that in inference mode would
+    leave the parameter holding an inference tensor, so those models decode under ``no_grad``.
+    """
+    try:
+        first = next(iter(model.parameters()))
+    except (StopIteration, AttributeError, TypeError):
+        return torch.inference_mode()
+    return torch.no_grad() if hasattr(first, "ds_id") else torch.inference_mode()
+
+
 def _check_mm(mm_inputs: Mapping[str, Any] | None, n: int, what: str = "prompts") -> dict[str, torch.Tensor] | None:
     if mm_inputs is None:
         return None

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from rlcore.rollout import encode_prompts, model_device, process_logits
+from rlcore.rollout import decode_context, encode_prompts, model_device, process_logits
 
 from .chain_rng import ChainStreams, chain_seeds
 from .kv_cache import make_chain_store
@@ -159,7 +159,6 @@ class PowerSampler:
         return ids
 
     # ------------------------------------------------------------------ public
-    @torch.inference_mode()  # no autograd bookkeeping (about 10% of a small model's decode step); returns no tensors
     def sample(self, prompts: Sequence[str] | None = None, input_ids: Sequence[Sequence[int]] | None = None,
                num_chains: int = 1, callback: Callable[[int, int], None] | None = None,
                seeds: Sequence[int] | None = None) -> list[PowerSample]:
@@ -173,6 +172,10 @@ class PowerSampler:
         step, or the next block's extension) at the following decode step, so no chain waits for the longest
         proposal of the batch. ``callback(n_finished, n_chains)`` is called whenever chains finish (progress).
         """
+        with decode_context(self.model):  # inference mode; nothing it creates is returned
+            return self._sample(prompts, input_ids, num_chains, callback, seeds)
+
+    def _sample(self, prompts, input_ids, num_chains, callback, seeds) -> list[PowerSample]:
         if num_chains < 1:
             raise ValueError(f"num_chains must be >= 1, got {num_chains}")
         ids = self._encode(prompts, input_ids)
