@@ -312,7 +312,7 @@ stage env 30 -- env_cmd
 stage gpu_tests 150 -- gpu_tests_cmd
 stage grpo_hf 120 -- "$PY" "$GRPO" --backend hf --out "$WORK/grpo_hf" --figures "$WORK/grpo_hf.json"
 stage rollout_0.5b 170 -- "$PY" tools/bench/rollout.py --shape qwen2.5-0.5b --device cuda --new-tokens 128 \
-  --batch-sizes 1 64 --json "$WORK/rollout_0.5b.json"
+  --batch-sizes 1 64 --skip-mask --json "$WORK/rollout_0.5b.json"
 if [ "$DRY" = 1 ] || [ "$VLLM_OK" = 1 ]; then
   stage rollout_0.5b_vllm 170 -- "$PY" tools/bench/rollout.py --backend vllm --shape qwen2.5-0.5b --device cuda \
     --new-tokens 128 --batch-sizes 1 64 --skip-prefill --gpu-memory-utilization 0.5 --json "$WORK/rollout_0.5b_vllm.json"
@@ -332,7 +332,7 @@ if [ "$DRY" = 1 ] || [ "$VLLM_OK" = 1 ]; then
   stage grpo_vllm 150 -- "$PY" "$GRPO" --backend vllm --out "$WORK/grpo_vllm" --figures "$WORK/grpo_vllm.json"
 else skip_stage grpo_vllm "vllm not importable: TRL use_vllm (colocate) step not run"; fi
 stage rollout_1.5b 170 -- "$PY" tools/bench/rollout.py --shape qwen2.5-1.5b --device cuda --new-tokens 128 \
-  --batch-sizes 1 64 --skip-prefill --json "$WORK/rollout_1.5b.json"
+  --batch-sizes 1 64 --skip-prefill --skip-mask --json "$WORK/rollout_1.5b.json"
 if [ "$DRY" = 1 ] || [ "$VLLM_OK" = 1 ]; then
   stage rollout_1.5b_vllm 170 -- "$PY" tools/bench/rollout.py --backend vllm --shape qwen2.5-1.5b --device cuda \
     --new-tokens 128 --batch-sizes 1 64 --skip-prefill --gpu-memory-utilization 0.5 --json "$WORK/rollout_1.5b_vllm.json"
