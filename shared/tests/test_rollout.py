@@ -246,3 +246,48 @@ def test_decode_context_is_inference_mode_except_for_zero3_parameters(tok):
         assert not torch.is_inference_mode_enabled() and not torch.is_grad_enabled()
     with decode_context(TableLM(vocab_size=5, max_len=8)):  # an LM without parameters
         assert torch.is_inference_mode_enabled()
+
+
+def _sorted_scatter_process_logits(logits, temperature=1.0, top_k=0, top_p=1.0, bad_token_ids=None):
+    """The former implementation (a full sort for top-p, then a scatter back): the reference without ties."""
+    x = logits.float()
+    if bad_token_ids:
+        x = x.index_fill(-1, torch.tensor(bad_token_ids), float("-inf"))
+    x = x / (temperature if temperature > 0 else 1.0)
+    if top_k and top_k < x.shape[-1]:
+        x = x.masked_fill(x < torch.topk(x, top_k, dim=-1).values[..., -1:], float("-inf"))
+    if top_p < 1.0:
+        sorted_x, order = torch.sort(x, dim=-1, descending=True)
+        probs = torch.softmax(sorted_x, dim=-1)
+        drop = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, order, probs.cumsum(-1) - probs > top_p)
+        x = x.masked_fill(drop, float("-inf"))
+    return x
+
+
+@pytest.mark.parametrize("vocab", [7, 384, 5000])
+def test_process_logits_equals_the_sort_and_scatter_reference(vocab):
+    g = torch.Generator().manual_seed(vocab)
+    logits = torch.randn(6, vocab, generator=g) * 3  # continuous: no ties
+    for top_k in (0, 1, 3, 50):
+        for top_p in (0.3, 0.9, 0.95, 1.0):
+            for bad in (None, [0, 2]):
+                got = process_logits(logits, 0.8, top_k, top_p, bad)
+                want = _sorted_scatter_process_logits(logits, 0.8, top_k, top_p, bad)
+                assert torch.equal(torch.isinf(got), torch.isinf(want)), (top_k, top_p, bad)
+                torch.testing.assert_close(got[~torch.isinf(got)], want[~torch.isinf(want)])
+
+
+def test_process_logits_keeps_tokens_tied_with_the_last_kept_one():
+    # probs 0.4, 0.2, 0.2, 0.2: the crossing token of top_p 0.5 is a 0.2 (mass before it 0.4); its ties stay too
+    logits = torch.log(torch.tensor([[0.4, 0.2, 0.2, 0.2]]))
+    assert not torch.isinf(process_logits(logits, top_p=0.5)).any()
+    # top-k 2 keeps every token tied with the 2nd value; the nucleus is over all four (mass 1): same result
+    assert not torch.isinf(process_logits(logits, top_k=2)).any()
+    assert not torch.isinf(process_logits(logits, top_k=2, top_p=0.5)).any()
+    # top_p 0.3: only the 0.4 token (mass before it 0 <= 0.3; before the next, 0.4 > 0.3)
+    assert torch.isinf(process_logits(logits, top_k=2, top_p=0.3)).tolist() == [[False, True, True, True]]
+    # the tied tokens left out by topk count in the nucleus mass: 0.5, 0.125 x 4; top_k 2, top_p 0.55 keeps the
+    # 0.5 (before: 0) and the 0.125s (before: 0.5 <= 0.55)
+    logits = torch.log(torch.tensor([[0.5, 0.125, 0.125, 0.125, 0.125]]))
+    assert not torch.isinf(process_logits(logits, top_k=2, top_p=0.55)).any()
+    assert torch.isinf(process_logits(logits, top_k=2, top_p=0.45)).tolist() == [[False, True, True, True, True]]
