@@ -16,7 +16,6 @@ from .sampling import (
     SamplingParams,
     _check_mm,
     _check_seeds,
-    _inverse_cdf,
     _mm_rows,
     _model_dtype,
     _pad_left,
@@ -24,11 +23,11 @@ from .sampling import (
     _prefill_distinct,
     _record,
     _row_uniforms,
+    _sample_step,
     _shared_prefix_len,
     decode_context,
     encode_prompts,
     model_device,
-    process_logits,
 )
 
 
@@ -342,21 +341,9 @@ class HFGenerator:
         full[:, :W] = mask
         mask4 = _decode_attention_mask(self.model, full) if use_cache and shared is None and not self.static else None
         for t in range(params.max_new_tokens):
-            last = logits[:, -1].float()  # (B, V)
-            raw_all = torch.log_softmax(last, -1)
-            if params.temperature == 0:
-                tok = (last if bad_t is None else last.index_fill(-1, bad_t, float("-inf"))).argmax(-1)
-                lp = torch.zeros(B, device=self.device)
-            else:
-                samp_all = torch.log_softmax(
-                    process_logits(last, params.temperature, params.top_k, params.top_p, bad_t), -1)
-                if uniforms is not None:
-                    tok = _inverse_cdf(samp_all.exp(), uniforms[:, t])
-                else:
-                    tok = torch.multinomial(samp_all.exp(), 1, generator=generator).squeeze(-1)
-                lp = samp_all.gather(-1, tok[:, None]).squeeze(-1)
-            tokens[:, t], lps[:, t] = tok, lp
-            raw[:, t] = raw_all.gather(-1, tok[:, None]).squeeze(-1)
+            u = uniforms[:, t] if uniforms is not None else None
+            tok, lp, raw_lp = _sample_step(logits[:, -1].float(), params, bad_t, u, generator)  # (B,) each
+            tokens[:, t], lps[:, t], raw[:, t] = tok, lp, raw_lp
             if eos_t is not None:
                 hit = torch.isin(tok, eos_t) & ~done
                 eos_at.masked_fill_(hit, t)

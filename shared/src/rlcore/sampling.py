@@ -151,6 +151,27 @@ def _nucleus_threshold(sorted_x: torch.Tensor, probs: torch.Tensor, top_p: float
     return sorted_x.gather(-1, keep.sum(-1, keepdim=True) - 1)
 
 
+def _sample_step(last: torch.Tensor, params: SamplingParams, bad_t: torch.Tensor | None, u: torch.Tensor | None,
+                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One token per row from the last position's logits ``(B, V)``: ``(token, sampling log-prob, raw log-prob)``.
+
+    Greedy at temperature 0 (sampling log-prob 0); else from the filtered distribution (:func:`process_logits`), by
+    inverse CDF on the row's uniform ``u`` ``(B,)`` when given (seeded rows), else ``torch.multinomial``.
+    """
+    raw_all = torch.log_softmax(last, -1)  # (B, V)
+    if params.temperature == 0:
+        tok = (last if bad_t is None else last.index_fill(-1, bad_t, float("-inf"))).argmax(-1)
+        lp = torch.zeros(last.shape[0], device=last.device)
+    else:
+        samp_all = torch.log_softmax(process_logits(last, params.temperature, params.top_k, params.top_p, bad_t), -1)
+        if u is not None:
+            tok = _inverse_cdf(samp_all.exp(), u)
+        else:
+            tok = torch.multinomial(samp_all.exp(), 1, generator=generator).squeeze(-1)
+        lp = samp_all.gather(-1, tok[:, None]).squeeze(-1)
+    return tok, lp, raw_all.gather(-1, tok[:, None]).squeeze(-1)
+
+
 def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``log_softmax(logits, -1).gather(-1, index)`` without materialising the full ``(..., V)`` log-softmax.
 
